@@ -1,0 +1,260 @@
+//! The collect side: validating a `/collect` body, assigning the visitor, setting the cookie
+//! and putting the events on the queue. Rejected items go to the quarantine.
+
+pub mod cookie;
+pub mod cors;
+mod router;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::event::{CollectedEvent, IntakeError, IntakeItem, VisitorId, parse_item};
+use crate::ports::{Clock, EventQueue, Quarantine, QuarantinedItem};
+
+pub use cookie::VisitorCookie;
+pub use cors::CorsPolicy;
+pub use router::{ClientIp, router};
+
+/// Largest accepted body: browsers cap in-flight keepalive and beacon bodies at 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Settings of the collector.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    pub cookie: VisitorCookie,
+    pub cors: CorsPolicy,
+    /// How many proxies in front of the collector append to `X-Forwarded-For`; 0 uses the
+    /// socket address.
+    pub trusted_proxy_hops: usize,
+}
+
+/// A `/collect` request reduced to what the collector reads.
+#[derive(Debug, Clone, Default)]
+pub struct CollectRequest {
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub cookie_header: Option<String>,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// The collector's answer before it becomes an HTTP response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectResponse {
+    pub status: u16,
+    pub body: Value,
+    /// `Set-Cookie` values, the visitor cookie first.
+    pub set_cookies: Vec<String>,
+}
+
+/// Validates and enqueues storefront events.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    settings: CollectorSettings,
+    queue: Arc<dyn EventQueue>,
+    quarantine: Arc<dyn Quarantine>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Collector {
+    pub fn new(
+        settings: CollectorSettings,
+        queue: Arc<dyn EventQueue>,
+        quarantine: Arc<dyn Quarantine>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            settings,
+            queue,
+            quarantine,
+            clock,
+        }
+    }
+
+    pub fn settings(&self) -> &CollectorSettings {
+        &self.settings
+    }
+
+    /// Handles one `POST /collect`. The visitor cookie is refreshed on every answer.
+    pub async fn collect(&self, request: CollectRequest) -> CollectResponse {
+        let received_at = truncate_to_millis(self.clock.now());
+        let visitor_id = self
+            .settings
+            .cookie
+            .read(request.cookie_header.as_deref())
+            .unwrap_or_else(VisitorId::random);
+        let set_cookies = vec![self.settings.cookie.issue(&visitor_id)];
+        let reply = |status: u16, body: Value| CollectResponse {
+            status,
+            body,
+            set_cookies: set_cookies.clone(),
+        };
+        if request.body.len() > MAX_BODY_BYTES {
+            let message = format!(
+                "body is {} bytes; the limit is {MAX_BODY_BYTES}; send fewer events per request",
+                request.body.len()
+            );
+            return reply(413, json!({"error": message, "visitor_id": visitor_id}));
+        }
+        if let Some(problem) = unsupported_content_type(request.content_type.as_deref()) {
+            return reply(415, json!({"error": problem, "visitor_id": visitor_id}));
+        }
+        let parsed: Value = match serde_json::from_slice(&request.body) {
+            Ok(value) => value,
+            Err(error) => {
+                let errors = vec![IntakeError::new(
+                    "body",
+                    format!("is not valid JSON ({error})"),
+                )];
+                let raw = Value::String(String::from_utf8_lossy(&request.body).into_owned());
+                self.keep_rejected(received_at, vec![(0, errors.clone(), raw)])
+                    .await;
+                let message = format!("body: is not valid JSON ({error})");
+                return reply(400, json!({"error": message, "visitor_id": visitor_id}));
+            }
+        };
+        let (items, is_array) = match parsed {
+            Value::Array(items) if items.is_empty() => {
+                let message = "body: the array must contain at least one event";
+                return reply(400, json!({"error": message, "visitor_id": visitor_id}));
+            }
+            Value::Array(items) => (items, true),
+            other => (vec![other], false),
+        };
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            let path = if is_array {
+                format!("[{index}]")
+            } else {
+                String::new()
+            };
+            match parse_item(&item, &path) {
+                Ok(valid) => {
+                    accepted.push(self.to_event(valid, &visitor_id, received_at, &request))
+                }
+                Err(error) => rejected.push((index, vec![error], item)),
+            }
+        }
+        let rejected_json: Vec<Value> = rejected
+            .iter()
+            .map(|(index, errors, _)| json!({"index": index, "errors": errors}))
+            .collect();
+        self.keep_rejected(received_at, rejected).await;
+        if accepted.is_empty() {
+            let message = rejected_json
+                .first()
+                .and_then(|first| first["errors"][0].as_object())
+                .map(|error| {
+                    format!(
+                        "{}: {}",
+                        error["path"].as_str().unwrap_or(""),
+                        error["problem"].as_str().unwrap_or("")
+                    )
+                })
+                .unwrap_or_default();
+            return reply(
+                400,
+                json!({"error": message, "visitor_id": visitor_id, "accepted": 0, "rejected": rejected_json}),
+            );
+        }
+        if let Err(error) = self.queue.enqueue(&accepted).await {
+            tracing::error!(visitor_id = %visitor_id, events = accepted.len(), error = %error, "enqueue failed");
+            let (status, message) = if error.is_retryable() {
+                (
+                    503,
+                    "the event queue is unavailable; retry later".to_owned(),
+                )
+            } else {
+                (413, error.to_string())
+            };
+            return reply(
+                status,
+                json!({"error": message, "visitor_id": visitor_id, "accepted": 0}),
+            );
+        }
+        tracing::debug!(visitor_id = %visitor_id, accepted = accepted.len(), rejected = rejected_json.len(), "events queued");
+        reply(
+            202,
+            json!({"visitor_id": visitor_id, "accepted": accepted.len(), "rejected": rejected_json}),
+        )
+    }
+
+    fn to_event(
+        &self,
+        item: IntakeItem,
+        visitor_id: &VisitorId,
+        received_at: DateTime<Utc>,
+        request: &CollectRequest,
+    ) -> CollectedEvent {
+        // A browser clock that runs ahead must never place an event after its receipt.
+        let event_time = item
+            .event_time
+            .map_or(received_at, |time| time.min(received_at));
+        CollectedEvent {
+            visitor_id: visitor_id.clone(),
+            event_id: item
+                .event_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            name: item.name,
+            received_at,
+            event_time,
+            source: Default::default(),
+            page: item.page,
+            client: crate::event::ClientContext {
+                ip: request.client_ip.clone(),
+                user_agent: request.user_agent.clone(),
+            },
+            cookies: item.cookies,
+            consent: item.consent,
+            user: item.user,
+            ecommerce: item.ecommerce,
+            marketing: item.marketing,
+            lead_type: item.lead_type,
+            search_term: item.search_term,
+        }
+    }
+
+    async fn keep_rejected(
+        &self,
+        received_at: DateTime<Utc>,
+        rejected: Vec<(usize, Vec<IntakeError>, Value)>,
+    ) {
+        if rejected.is_empty() {
+            return;
+        }
+        let items: Vec<QuarantinedItem> = rejected
+            .into_iter()
+            .map(|(index, errors, raw)| QuarantinedItem {
+                received_at,
+                index,
+                errors,
+                raw,
+            })
+            .collect();
+        if let Err(error) = self.quarantine.quarantine(&items).await {
+            tracing::error!(items = items.len(), error = %error, "quarantine write failed; rejected items are lost");
+        }
+    }
+}
+
+/// Explains why a content type is not accepted, or `None` when it is. JSON and `text/plain`
+/// (what `navigator.sendBeacon` sends for a string) are read as JSON; so is a body without a
+/// type, as a Blob beacon sends.
+fn unsupported_content_type(content_type: Option<&str>) -> Option<String> {
+    let essence = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    let accepted = essence.is_empty()
+        || essence == "application/json"
+        || essence == "text/plain"
+        || essence.ends_with("+json");
+    (!accepted).then(|| {
+        format!("content type {essence:?} is not supported; send application/json or text/plain")
+    })
+}
+
+fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
+}

@@ -1,0 +1,164 @@
+//! The collector's HTTP routes, served unchanged by `revisit serve` and the `collect` Lambda.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use super::{CollectRequest, Collector, MAX_BODY_BYTES};
+
+/// The client address as the server socket saw it, set by the hosting adapter as a request
+/// extension (the local server from its connection, the Lambda from the request context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// Routes: `POST /collect`, its CORS preflight, and `GET /healthz`.
+pub fn router(collector: Arc<Collector>) -> Router {
+    Router::new()
+        .route("/collect", post(collect).options(preflight))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(collector)
+}
+
+async fn collect(State(collector): State<Arc<Collector>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let origin = header_text(&parts.headers, header::ORIGIN);
+    let cors = &collector.settings().cors;
+    if let Some(origin) = origin.as_deref().filter(|origin| !cors.allows(origin)) {
+        let message = format!("origin {origin:?} is not allowed to send events");
+        return json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": message}),
+            HeaderMap::new(),
+        );
+    }
+    // Read one byte past the limit so that an oversize body is told apart from a full one.
+    let body = match to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let message = format!("body exceeds the limit of {MAX_BODY_BYTES} bytes");
+            let mut headers = HeaderMap::new();
+            cors.apply(origin.as_deref(), &mut headers);
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": message}),
+                headers,
+            );
+        }
+    };
+    let socket_ip = parts.extensions.get::<ClientIp>().map(|ip| ip.0);
+    let hops = collector.settings().trusted_proxy_hops;
+    let request = CollectRequest {
+        content_type: header_text(&parts.headers, header::CONTENT_TYPE),
+        body,
+        cookie_header: cookie_header(&parts.headers),
+        user_agent: header_text(&parts.headers, header::USER_AGENT),
+        client_ip: client_ip(&parts.headers, socket_ip, hops).map(|ip| ip.to_string()),
+    };
+    let answer = collector.collect(request).await;
+    let mut headers = HeaderMap::new();
+    cors.apply(origin.as_deref(), &mut headers);
+    for set_cookie in &answer.set_cookies {
+        if let Ok(value) = HeaderValue::from_str(set_cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &answer.body, headers)
+}
+
+async fn preflight(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    let origin = header_text(&headers, header::ORIGIN);
+    let mut response_headers = HeaderMap::new();
+    collector
+        .settings()
+        .cors
+        .apply_preflight(origin.as_deref(), &mut response_headers);
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().extend(response_headers);
+    response
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value, headers: HeaderMap) -> Response {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let response_headers = response.headers_mut();
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in &headers {
+        response_headers.append(name, value.clone());
+    }
+    response
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Joins every `Cookie` header: HTTP/2 clients and API Gateway may send several.
+fn cookie_header(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join("; "))
+}
+
+/// The client address: with `hops` trusted proxies, the entry that the outermost trusted proxy
+/// appended to `X-Forwarded-For`; with none, the socket address.
+fn client_ip(headers: &HeaderMap, socket_ip: Option<IpAddr>, hops: usize) -> Option<IpAddr> {
+    if hops == 0 {
+        return socket_ip;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    let index = forwarded.len().checked_sub(hops)?;
+    forwarded[index].parse().ok().or(socket_ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_counts_trusted_hops_from_the_right() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        let socket = Some(IpAddr::from([10, 0, 0, 1]));
+
+        assert_eq!(client_ip(&headers, socket, 0), socket);
+        assert_eq!(
+            client_ip(&headers, socket, 1),
+            Some(IpAddr::from([203, 0, 113, 7]))
+        );
+        assert_eq!(
+            client_ip(&headers, socket, 2),
+            Some(IpAddr::from([6, 6, 6, 6]))
+        );
+        assert_eq!(client_ip(&headers, socket, 3), None);
+    }
+}

@@ -1,0 +1,323 @@
+//! The enrich side: apply each event to its visitor's profile, enrich it, deliver it, and save
+//! the profile once per visitor and batch. Failures are reported per event so that a queue can
+//! redeliver exactly the events that need it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::delivery::{Deliverer, DeliveryReport};
+use crate::enrich::EnrichedEvent;
+use crate::event::{CollectedEvent, VisitorId};
+use crate::ports::{
+    Clock, DailyCount, DailyCounters, IdentifierKind, IdentityIndex, ProfileReader, ProfileWriter,
+    StoreError,
+};
+use crate::profile::{Observations, ProfilePolicy, VisitorProfile, keys, observe_event};
+
+/// Attempts to save a profile when concurrent writers keep changing it.
+const SAVE_ATTEMPTS: usize = 3;
+
+/// The stores the worker reads and writes.
+#[derive(Debug, Clone)]
+pub struct WorkerStores {
+    pub reader: Arc<dyn ProfileReader>,
+    pub writer: Arc<dyn ProfileWriter>,
+    pub index: Arc<dyn IdentityIndex>,
+    pub counters: Arc<dyn DailyCounters>,
+}
+
+/// An identity index entry to write: a new email or phone seen for a visitor.
+#[derive(Debug, Clone)]
+struct IndexLink {
+    kind: IdentifierKind,
+    digest: String,
+    visitor_id: VisitorId,
+    expires_at: i64,
+}
+
+/// What processing a batch did.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Positions in the batch of the events to redeliver: a failed event and every later
+    /// event of the same visitor.
+    pub failed: BTreeSet<usize>,
+    /// The enriched events, in batch order, for the events that were processed.
+    pub enriched: Vec<EnrichedEvent>,
+    pub delivery: DeliveryReport,
+}
+
+/// Applies, enriches and delivers batches of collected events.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    stores: WorkerStores,
+    deliverer: Deliverer,
+    clock: Arc<dyn Clock>,
+    policy: ProfilePolicy,
+    /// Key of the HMAC that turns emails and phones into index keys.
+    index_key: Vec<u8>,
+}
+
+impl Worker {
+    pub fn new(
+        stores: WorkerStores,
+        deliverer: Deliverer,
+        clock: Arc<dyn Clock>,
+        policy: ProfilePolicy,
+        index_key: Vec<u8>,
+    ) -> Self {
+        Self {
+            stores,
+            deliverer,
+            clock,
+            policy,
+            index_key,
+        }
+    }
+
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
+    }
+
+    /// Processes a batch whose events of one visitor are in order.
+    pub async fn process_batch(&self, events: &[CollectedEvent]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        if events.is_empty() {
+            return outcome;
+        }
+        let now_secs = self.clock.now().timestamp();
+        let mut by_visitor: BTreeMap<&VisitorId, Vec<usize>> = BTreeMap::new();
+        for (index, event) in events.iter().enumerate() {
+            by_visitor.entry(&event.visitor_id).or_default().push(index);
+        }
+        let ids: Vec<VisitorId> = by_visitor.keys().map(|id| (*id).clone()).collect();
+        let mut profiles = match self.stores.reader.load_profiles(&ids, now_secs).await {
+            Ok(profiles) => profiles,
+            Err(error) => {
+                tracing::error!(events = events.len(), error = %error, "loading profiles failed; the batch will be redelivered");
+                outcome.failed = (0..events.len()).collect();
+                return outcome;
+            }
+        };
+        let mut touched: HashMap<VisitorId, VisitorProfile> = HashMap::new();
+        let mut links = Vec::new();
+        let mut enriched_at: Vec<(usize, EnrichedEvent)> = Vec::new();
+        for (visitor_id, indexes) in &by_visitor {
+            let mut profile = profiles.remove(*visitor_id).unwrap_or_else(|| {
+                VisitorProfile::new(
+                    (*visitor_id).clone(),
+                    events[indexes[0]].received_at.timestamp_millis(),
+                )
+            });
+            for &index in indexes {
+                let event = &events[index];
+                let (enriched, new_links) = self.apply_event(&mut profile, event, now_secs);
+                links.extend(new_links);
+                enriched_at.push((index, enriched));
+            }
+            touched.insert((*visitor_id).clone(), profile);
+        }
+        enriched_at.sort_by_key(|(index, _)| *index);
+        let enriched: Vec<EnrichedEvent> =
+            enriched_at.iter().map(|(_, event)| event.clone()).collect();
+        let delivery = self
+            .deliverer
+            .deliver(&enriched, &|event_id, destination| {
+                events
+                    .iter()
+                    .find(|event| event.event_id == event_id)
+                    .and_then(|event| touched.get(&event.visitor_id))
+                    .is_some_and(|profile| profile.was_delivered(event_id, destination))
+            })
+            .await;
+        for (event_id, destination) in &delivery.accepted {
+            if let Some(event) = events.iter().find(|event| &event.event_id == event_id)
+                && let Some(profile) = touched.get_mut(&event.visitor_id)
+            {
+                profile.record_delivery(event_id, destination);
+            }
+        }
+        for (visitor_id, profile) in touched {
+            let indexes = &by_visitor[&visitor_id];
+            if let Err(error) = self.save(profile, indexes, events, now_secs).await {
+                tracing::error!(visitor_id = %visitor_id, events = indexes.len(), error = %error, "saving profile failed; its events will be redelivered");
+                outcome.failed.extend(indexes.iter().copied());
+            }
+        }
+        for (visitor_id, indexes) in &by_visitor {
+            let first_failure = indexes
+                .iter()
+                .position(|&index| delivery.retryable.contains(&events[index].event_id));
+            if let Some(position) = first_failure {
+                outcome.failed.extend(indexes[position..].iter().copied());
+                tracing::warn!(visitor_id = %visitor_id, failed = indexes.len() - position, "events of visitor marked for redelivery");
+            }
+        }
+        self.link_identities(&links).await;
+        self.count(&delivery).await;
+        outcome.enriched = enriched;
+        outcome.delivery = delivery;
+        outcome
+    }
+
+    /// Applies one event (unless it was applied before) and returns its enriched form with the
+    /// index links for identifiers the profile did not have.
+    fn apply_event(
+        &self,
+        profile: &mut VisitorProfile,
+        event: &CollectedEvent,
+        now_secs: i64,
+    ) -> (EnrichedEvent, Vec<IndexLink>) {
+        let observations = observe_event(event, &self.policy);
+        let known_email = profile
+            .identity_value(keys::EMAIL, now_secs)
+            .map(str::to_owned);
+        let known_phone = profile
+            .identity_value(keys::PHONE, now_secs)
+            .map(str::to_owned);
+        let received_ms = event.received_at.timestamp_millis();
+        let supplied = if profile.has_applied(&event.event_id) {
+            supplied_paths(&observations)
+        } else {
+            profile.apply(&observations, &event.event_id, received_ms, &self.policy)
+        };
+        let mut links = Vec::new();
+        for (kind, key, known) in [
+            (IdentifierKind::Email, keys::EMAIL, known_email),
+            (IdentifierKind::Phone, keys::PHONE, known_phone),
+        ] {
+            if let Some(fact) = profile.identity.get(key)
+                && known.as_deref() != Some(fact.value.as_str())
+            {
+                links.push(IndexLink {
+                    kind,
+                    digest: self.index_digest(kind, &fact.value),
+                    visitor_id: profile.visitor_id.clone(),
+                    expires_at: fact.expires_at,
+                });
+            }
+        }
+        let enriched = EnrichedEvent::new(event.clone(), profile, &supplied, now_secs);
+        (enriched, links)
+    }
+
+    /// Saves `profile`; on a conflict reloads it, applies the visitor's events again (those
+    /// already applied are skipped) and keeps the delivery records made in this batch.
+    async fn save(
+        &self,
+        mut profile: VisitorProfile,
+        indexes: &[usize],
+        events: &[CollectedEvent],
+        now_secs: i64,
+    ) -> Result<(), StoreError> {
+        for attempt in 1..=SAVE_ATTEMPTS {
+            match self.stores.writer.save_profile(&profile).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) if attempt < SAVE_ATTEMPTS => {
+                    tracing::warn!(visitor_id = %profile.visitor_id, attempt, "profile changed concurrently; applying again");
+                    let id = profile.visitor_id.clone();
+                    let loaded = self
+                        .stores
+                        .reader
+                        .load_profiles(std::slice::from_ref(&id), now_secs)
+                        .await?;
+                    let mut fresh = loaded.get(&id).cloned().unwrap_or_else(|| {
+                        VisitorProfile::new(
+                            id.clone(),
+                            events[indexes[0]].received_at.timestamp_millis(),
+                        )
+                    });
+                    for &index in indexes {
+                        let event = &events[index];
+                        if !fresh.has_applied(&event.event_id) {
+                            let observations = observe_event(event, &self.policy);
+                            fresh.apply(
+                                &observations,
+                                &event.event_id,
+                                event.received_at.timestamp_millis(),
+                                &self.policy,
+                            );
+                        }
+                    }
+                    for record in &profile.deliveries {
+                        for destination in &record.destinations {
+                            fresh.record_delivery(&record.event_id, destination);
+                        }
+                    }
+                    profile = fresh;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Conflict {
+            visitor_id: profile.visitor_id,
+        })
+    }
+
+    /// HMAC-SHA256 of a normalised identifier with the deployment's index key, in hex: the
+    /// index never holds an email or phone in clear.
+    pub fn index_digest(&self, kind: IdentifierKind, value: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.index_key).expect("HMAC accepts any key length");
+        let prefix = match kind {
+            IdentifierKind::Email => "email:",
+            IdentifierKind::Phone => "phone:",
+        };
+        mac.update(prefix.as_bytes());
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Records new email and phone links; a failure only costs dashboard lookups, so it is
+    /// logged and not retried.
+    async fn link_identities(&self, links: &[IndexLink]) {
+        for link in links {
+            let result = self
+                .stores
+                .index
+                .link(link.kind, &link.digest, &link.visitor_id, link.expires_at)
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(visitor_id = %link.visitor_id, error = %error, "writing identity index failed");
+            }
+        }
+    }
+
+    async fn count(&self, delivery: &DeliveryReport) {
+        let day: NaiveDate = self.clock.now().date_naive();
+        let counts: Vec<DailyCount> = delivery
+            .counts
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|((destination, outcome), count)| DailyCount {
+                day,
+                destination: destination.clone(),
+                outcome: *outcome,
+                count: *count,
+            })
+            .collect();
+        if counts.is_empty() {
+            return;
+        }
+        if let Err(error) = self.stores.counters.add(&counts).await {
+            tracing::warn!(error = %error, "updating daily counters failed; dashboards will undercount");
+        }
+    }
+}
+
+/// The field paths an event supplies, without applying it (for an event applied before).
+fn supplied_paths(observations: &Observations) -> BTreeSet<String> {
+    let identity = observations
+        .identity
+        .keys()
+        .map(|key| format!("identity.{key}"));
+    let clicks = observations
+        .url_click_ids
+        .keys()
+        .map(|key| format!("click_ids.{key}"));
+    let utm = observations.utm.keys().map(|key| format!("utm.{key}"));
+    identity.chain(clicks).chain(utm).collect()
+}
