@@ -188,6 +188,10 @@ pub(crate) fn optional_string(
     }
 }
 
+/// Spellings of "no value" that storefront templates write into numeric fields (Python's
+/// `None`, JavaScript's `undefined`); they are read as a missing value, not as an error.
+const NULL_SPELLINGS: [&str; 5] = ["none", "null", "undefined", "nan", "n/a"];
+
 /// Reads a number field; numeric strings such as `"24.50"` are accepted.
 pub(crate) fn optional_number(
     object: &Map<String, Value>,
@@ -198,7 +202,12 @@ pub(crate) fn optional_number(
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => number.as_f64().map(Some).ok_or_else(invalid),
-        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+        Some(Value::String(text))
+            if text.trim().is_empty()
+                || NULL_SPELLINGS.contains(&text.trim().to_ascii_lowercase().as_str()) =>
+        {
+            Ok(None)
+        }
         Some(Value::String(text)) => {
             let parsed: f64 = text.trim().parse().map_err(|_| invalid())?;
             if parsed.is_finite() {

@@ -1,0 +1,118 @@
+//! Wiring of local mode: the collector, the worker and their adapters built from one config.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use revisit_shared::adapters::embedded::EmbeddedStore;
+use revisit_shared::adapters::http::HttpTransport;
+use revisit_shared::adapters::local_queue::LocalQueue;
+use revisit_shared::adapters::memory::MemoryStore;
+use revisit_shared::adapters::outbox::Outbox;
+use revisit_shared::collect::Collector;
+use revisit_shared::config::Config;
+use revisit_shared::delivery::{Deliverer, RetryPolicy};
+use revisit_shared::destinations::DestinationsConfig;
+use revisit_shared::destinations::config::build_destinations;
+use revisit_shared::ports::{
+    Clock, DailyCounters, IdentityIndex, ProfileReader, ProfileWriter, Quarantine,
+};
+use revisit_shared::worker::{Worker, WorkerStores};
+
+/// Which store backs local mode.
+#[derive(Debug, Clone)]
+pub enum LocalStore {
+    /// The embedded database file under the data directory: survives restarts.
+    Embedded(Arc<EmbeddedStore>),
+    /// Process memory: for replays and tests.
+    Memory(Arc<MemoryStore>),
+}
+
+impl LocalStore {
+    /// The worker's stores and the collector's quarantine, all backed by this store.
+    fn ports(&self) -> (WorkerStores, Arc<dyn Quarantine>) {
+        fn split<S>(store: &Arc<S>) -> (WorkerStores, Arc<dyn Quarantine>)
+        where
+            S: ProfileReader + ProfileWriter + IdentityIndex + DailyCounters + Quarantine + 'static,
+        {
+            let stores = WorkerStores {
+                reader: store.clone(),
+                writer: store.clone(),
+                index: store.clone(),
+                counters: store.clone(),
+            };
+            (stores, store.clone())
+        }
+        match self {
+            Self::Embedded(store) => split(store),
+            Self::Memory(store) => split(store),
+        }
+    }
+}
+
+/// Everything local mode runs.
+#[derive(Debug, Clone)]
+pub struct LocalApp {
+    pub collector: Arc<Collector>,
+    pub worker: Arc<Worker>,
+    pub queue: Arc<LocalQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub store: LocalStore,
+}
+
+/// Builds local mode from `config`, writing outbox files into `outbox_dir`.
+pub fn build(
+    config: &Config,
+    store: LocalStore,
+    outbox_dir: &Path,
+    clock: Arc<dyn Clock>,
+    queue: Arc<LocalQueue>,
+) -> anyhow::Result<LocalApp> {
+    let destinations = match &config.destinations_file {
+        Some(path) => DestinationsConfig::load(path)?,
+        None => DestinationsConfig::outbox_only(),
+    };
+    let http =
+        Arc::new(HttpTransport::new(config.http_timeout).context("building the HTTP client")?);
+    let outbox = Arc::new(
+        Outbox::new(outbox_dir)
+            .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
+    );
+    let routes = build_destinations(&destinations, &BTreeMap::new(), http, outbox)?;
+    for route in &routes {
+        let mode = if route.live { "live" } else { "outbox" };
+        tracing::info!(
+            destination = route.destination.name(),
+            mode,
+            "destination configured"
+        );
+    }
+    let retry = RetryPolicy {
+        budget: config.delivery_budget,
+        ..RetryPolicy::default()
+    };
+    let deliverer = Deliverer::new(routes, retry, config.consent_default, Arc::clone(&clock));
+    let (stores, quarantine) = store.ports();
+    let worker = Worker::new(
+        stores,
+        deliverer,
+        Arc::clone(&clock),
+        config.profile_policy(),
+        config.index_key(),
+    );
+    let collector = Collector::new(
+        config.collector_settings(),
+        queue.clone(),
+        quarantine,
+        Arc::clone(&clock),
+    );
+    Ok(LocalApp {
+        collector: Arc::new(collector),
+        worker: Arc::new(worker),
+        queue,
+        clock,
+        store,
+    })
+}

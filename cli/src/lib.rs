@@ -1,0 +1,6 @@
+//! The `revisit` command line as a library, so tests drive it in-process.
+
+pub mod app;
+pub mod logging;
+pub mod replay;
+pub mod serve;

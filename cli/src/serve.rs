@@ -1,0 +1,246 @@
+//! `revisit serve`: the collector, the worker and the embedded store in one process on
+//! 127.0.0.1, with the local defaults a first run needs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Json, Router};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use revisit_shared::adapters::clock::SystemClock;
+use revisit_shared::adapters::embedded::EmbeddedStore;
+use revisit_shared::adapters::local_queue::LocalQueue;
+use revisit_shared::collect::{ClientIp, router};
+use revisit_shared::config::Config;
+
+use crate::app::{self, LocalStore};
+
+/// Events the local worker takes per batch, as an SQS event source would hand them over.
+const BATCH_SIZE: usize = 10;
+/// How long shutdown waits for queued events to be processed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of `revisit serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "REVISIT_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Folder for the embedded store, the generated secret, the outbox and dead letters.
+    #[arg(long, env = "REVISIT_DATA_DIR", default_value = ".revisit")]
+    pub data_dir: PathBuf,
+    /// Folder for outbox files [default: DATA_DIR/outbox].
+    #[arg(long)]
+    pub outbox: Option<PathBuf>,
+    /// Serve POST /__dev/clock, which moves the server clock forward (for browser tests).
+    #[arg(long)]
+    pub dev_clock: bool,
+}
+
+/// A running local server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub outbox_dir: PathBuf,
+    pub app: app::LocalApp,
+    shutdown: Option<oneshot::Sender<()>>,
+    http: JoinHandle<std::io::Result<()>>,
+    consumer: JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting requests, processes what is queued and releases the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.http).await.context("HTTP server task")??;
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.app.queue.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("queued events were still being processed at shutdown");
+        }
+        self.consumer.abort();
+        let _ = (&mut self.consumer).await;
+        tracing::info!("revisit stopped");
+        Ok(())
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let server = start(args).await?;
+    shutdown_signal().await;
+    server.stop().await
+}
+
+/// Starts the server and returns once it listens.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let secret = local_secret(&args.data_dir)?;
+    let config = Config::from_lookup(|name| local_default(name, addr, &secret))?;
+    let store = EmbeddedStore::open(&args.data_dir.join("revisit.redb"))
+        .context("opening the embedded store")?;
+    let outbox_dir = args
+        .outbox
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("outbox"));
+    let clock = Arc::new(SystemClock::new());
+    let queue = Arc::new(LocalQueue::new(
+        BATCH_SIZE,
+        Some(args.data_dir.join("dead-letter.jsonl")),
+    ));
+    let app = app::build(
+        &config,
+        LocalStore::Embedded(Arc::new(store)),
+        &outbox_dir,
+        clock.clone(),
+        queue,
+    )?;
+    let mut routes = router(Arc::clone(&app.collector));
+    if args.dev_clock {
+        routes = routes.merge(
+            Router::new()
+                .route("/__dev/clock", post(advance_clock))
+                .with_state(clock),
+        );
+    }
+    let routes = routes.layer(middleware::from_fn(socket_address));
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            routes.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = shutdown_rx.await;
+        })
+        .await
+    });
+    let consumer_app = app.clone();
+    let consumer =
+        tokio::spawn(async move { consumer_app.queue.consume(&consumer_app.worker).await });
+    tracing::info!(
+        address = %addr,
+        data_dir = %args.data_dir.display(),
+        outbox = %outbox_dir.display(),
+        site_host = %config.site_host,
+        "revisit listening"
+    );
+    Ok(Server {
+        addr,
+        outbox_dir,
+        app,
+        shutdown: Some(shutdown),
+        http,
+        consumer,
+    })
+}
+
+/// Local defaults: the listening host as the site, its origins as allowed origins, and the
+/// generated secret. Set variables always win.
+fn local_default(name: &str, addr: SocketAddr, secret: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    match name {
+        "REVISIT_SITE_HOST" => Some(addr.ip().to_string()),
+        "REVISIT_ALLOWED_ORIGINS" => {
+            Some(format!("http://{addr},http://localhost:{}", addr.port()))
+        }
+        "REVISIT_SECRET" => Some(secret.to_owned()),
+        _ => None,
+    }
+}
+
+/// The secret of this data directory, generated on first start and kept in `secret` so that
+/// visitor cookies stay valid across restarts.
+fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(secret.trim().to_owned());
+    }
+    let bytes: [u8; 32] = rand::random();
+    let secret: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    restrict_permissions(&path)?;
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+async fn socket_address(mut request: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    {
+        request.extensions_mut().insert(ClientIp(addr.ip()));
+    }
+    next.run(request).await
+}
+
+/// Body of `POST /__dev/clock`.
+#[derive(Debug, serde::Deserialize)]
+struct ClockChange {
+    advance_seconds: i64,
+}
+
+async fn advance_clock(
+    State(clock): State<Arc<SystemClock>>,
+    Json(change): Json<ClockChange>,
+) -> Json<serde_json::Value> {
+    clock.advance(chrono::Duration::seconds(change.advance_seconds));
+    tracing::info!(
+        advance_seconds = change.advance_seconds,
+        "server clock moved forward"
+    );
+    Json(serde_json::json!({"offset_seconds": clock.offset().num_seconds()}))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
