@@ -224,3 +224,5 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+pub mod harness;

@@ -51,6 +51,11 @@ impl LocalQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A copy of the events not yet taken by the worker, oldest first.
+    pub fn pending_events(&self) -> Vec<CollectedEvent> {
+        self.pending().iter().cloned().collect()
+    }
+
     fn take_batch(&self) -> Vec<CollectedEvent> {
         let mut pending = self.pending();
         let count = pending.len().min(self.batch_size);

@@ -78,6 +78,23 @@ impl Collector {
         &self.settings
     }
 
+    /// The answer to a body larger than `MAX_BODY_BYTES`, read no further than the limit.
+    pub fn too_large(&self, cookie_header: Option<&str>) -> CollectResponse {
+        let visitor_id = self
+            .settings
+            .cookie
+            .read(cookie_header)
+            .unwrap_or_else(VisitorId::random);
+        let message = format!(
+            "body exceeds the limit of {MAX_BODY_BYTES} bytes; send fewer events per request"
+        );
+        CollectResponse {
+            status: 413,
+            body: json!({"error": message, "visitor_id": visitor_id}),
+            set_cookies: vec![self.settings.cookie.issue(&visitor_id)],
+        }
+    }
+
     /// Handles one `POST /collect`. The visitor cookie is refreshed on every answer.
     pub async fn collect(&self, request: CollectRequest) -> CollectResponse {
         let received_at = truncate_to_millis(self.clock.now());

@@ -39,30 +39,23 @@ async fn collect(State(collector): State<Arc<Collector>>, request: Request) -> R
             HeaderMap::new(),
         );
     }
-    // Read one byte past the limit so that an oversize body is told apart from a full one.
-    let body = match to_bytes(body, MAX_BODY_BYTES + 1).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            let message = format!("body exceeds the limit of {MAX_BODY_BYTES} bytes");
-            let mut headers = HeaderMap::new();
-            cors.apply(origin.as_deref(), &mut headers);
-            return json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({"error": message}),
-                headers,
-            );
+    let cookies = cookie_header(&parts.headers);
+    let answer = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => {
+            let socket_ip = parts.extensions.get::<ClientIp>().map(|ip| ip.0);
+            let hops = collector.settings().trusted_proxy_hops;
+            let request = CollectRequest {
+                content_type: header_text(&parts.headers, header::CONTENT_TYPE),
+                body,
+                cookie_header: cookies,
+                user_agent: header_text(&parts.headers, header::USER_AGENT),
+                client_ip: client_ip(&parts.headers, socket_ip, hops).map(|ip| ip.to_string()),
+            };
+            collector.collect(request).await
         }
+        // A limited read fails only when the body passes the limit (or the client hangs up).
+        Err(_) => collector.too_large(cookies.as_deref()),
     };
-    let socket_ip = parts.extensions.get::<ClientIp>().map(|ip| ip.0);
-    let hops = collector.settings().trusted_proxy_hops;
-    let request = CollectRequest {
-        content_type: header_text(&parts.headers, header::CONTENT_TYPE),
-        body,
-        cookie_header: cookie_header(&parts.headers),
-        user_agent: header_text(&parts.headers, header::USER_AGENT),
-        client_ip: client_ip(&parts.headers, socket_ip, hops).map(|ip| ip.to_string()),
-    };
-    let answer = collector.collect(request).await;
     let mut headers = HeaderMap::new();
     cors.apply(origin.as_deref(), &mut headers);
     for set_cookie in &answer.set_cookies {
