@@ -260,6 +260,10 @@ impl VisitorProfile {
             refresh_fact(fact, value, event_id, now_ms, now_secs + retention_secs);
             supplied.insert(format!("identity.{key}"));
         }
+        // Retention is rolling: any activity of the visitor keeps what is known about them.
+        for fact in self.identity.values_mut() {
+            fact.expires_at = fact.expires_at.max(now_secs + retention_secs);
+        }
         self.limit_ga_sessions();
         self.apply_click_ids(observations, event_id, now_ms, policy, &mut supplied);
         self.apply_touch(observations, event_id, now_ms, retention_secs);
