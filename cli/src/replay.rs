@@ -107,11 +107,15 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<Report> {
     for route in app.worker.deliverer().routes() {
         report.add_destination(route.destination.name(), route.live);
         // The outbox appends; a replay's output starts empty so runs do not mix.
-        let previous = args.outbox.join(format!("{}.jsonl", route.destination.name()));
+        let previous = args
+            .outbox
+            .join(format!("{}.jsonl", route.destination.name()));
         match std::fs::remove_file(&previous) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error).with_context(|| format!("removing {}", previous.display())),
+            Err(error) => {
+                return Err(error).with_context(|| format!("removing {}", previous.display()));
+            }
         }
     }
     let mut jars: HashMap<String, Jar> = HashMap::new();
