@@ -23,7 +23,7 @@
   var COOKIES = /^(_fbp|_fbc|_ga|_ga_\w+|_ttp|_kla_id|__kla_id|_epik|_scid|_uetmsclkid|_gcl_aw|ttclid)$/;
 
   var queue = [];
-  var queuedBytes = 0;
+  var queuedBytes = 1;
   var keepaliveBytes = 0;
   var timer = 0;
   var seen = {};
@@ -97,12 +97,13 @@
     enqueue({ json: JSON.stringify(event), tries: 0 });
   }
 
+  // A body that would pass MAX_BODY_BYTES with this event is sent first.
   function enqueue(entry) {
     entry.bytes = byteLength(entry.json);
+    if (queue.length && queuedBytes + entry.bytes + 1 > MAX_BODY_BYTES) flush();
     queue.push(entry);
     queuedBytes += entry.bytes + 1;
-    if (queuedBytes >= MAX_BODY_BYTES) flush();
-    else if (!timer) timer = setTimeout(flush, FLUSH_DELAY_MS);
+    if (!timer) timer = setTimeout(flush, FLUSH_DELAY_MS);
   }
 
   // Sends everything queued, in bodies of at most MAX_BODY_BYTES (one larger event goes alone).
@@ -118,7 +119,7 @@
       }
       send(chunk, bytes);
     }
-    queuedBytes = 0;
+    queuedBytes = 1;
   }
 
   function post(body, keepalive) {
@@ -142,7 +143,10 @@
 
   function retryLater(chunk) {
     chunk.forEach(function (entry) {
-      if (++entry.tries < MAX_TRIES) queue.push(entry);
+      if (++entry.tries < MAX_TRIES) {
+        queue.push(entry);
+        queuedBytes += entry.bytes + 1;
+      }
     });
     if (queue.length && !timer) timer = setTimeout(flush, FLUSH_DELAY_MS * 4);
   }

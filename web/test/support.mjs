@@ -2,6 +2,7 @@
 // temporary data folder, and launches Debian's Chromium through playwright-core.
 
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -101,6 +102,26 @@ export async function startServer(extraEnv = {}) {
       }
       rmSync(dataDir, { recursive: true, force: true });
     }
+  };
+}
+
+/**
+ * Serves `html` at every path from a second loopback origin, standing in for a storefront on
+ * another origin than the collector. `setHtml` replaces the page.
+ */
+export async function startPageServer(html = '') {
+  let current = html;
+  const pages = createServer((request, response) => {
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    response.end(current);
+  });
+  await new Promise((listening) => pages.listen(0, '127.0.0.1', listening));
+  return {
+    origin: `http://127.0.0.1:${pages.address().port}`,
+    setHtml(next) {
+      current = next;
+    },
+    stop: () => new Promise((closed) => pages.close(closed))
   };
 }
 
