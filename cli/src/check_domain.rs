@@ -2,10 +2,10 @@
 //! 7 days, and what to change.
 //!
 //! WebKit's tracking prevention caps every cookie set by a first-party subresource response to
-//! 7 days when the subresource host is a CNAME to another site ("CNAME cloaking") or, without a
-//! CNAME, when its IP address shares fewer than half of its leading bits with the page's address:
-//! 16 of IPv4, 64 of IPv6 (WebKit bug 246477, "Cap cookie lifetimes to 7 days for responses from
-//! third party IP addresses"). A CNAME to the page's own site, or to the site the page's host is
+//! 7 days when the subresource host is a CNAME to another site ("CNAME cloaking"). Without a
+//! CNAME, it caps them when the subresource's IP address shares fewer than half of its leading
+//! bits with the page's address: 16 of IPv4, 64 of IPv6 (WebKit bug 246477, "Cap cookie
+//! lifetimes to 7 days for responses from third party IP addresses"). A CNAME to the page's own site, or to the site the page's host is
 //! itself a CNAME to, is first-party. Top-level navigations are exempt.
 
 use std::fmt::Write as _;
@@ -55,7 +55,7 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// A host with the given CNAME and addresses, as given on the command line.
+    /// Builds a host record from a CNAME and addresses given on the command line.
     pub fn given(host: &str, cname: Option<&str>, addrs: &[IpAddr]) -> Self {
         let host = normalize_host(host);
         let cname = cname.map(normalize_host).filter(|name| *name != host);
@@ -67,7 +67,7 @@ impl Resolved {
     }
 
     /// Resolves `host` with the system resolver (getaddrinfo with `AI_CANONNAME`, so the
-    /// answer includes the canonical name at the end of any CNAME chain).
+    /// result includes the canonical name at the end of any CNAME chain).
     pub fn resolve(host: &str) -> anyhow::Result<Self> {
         let host = normalize_host(host);
         let hints = dns_lookup::AddrInfoHints {
@@ -99,7 +99,7 @@ impl Resolved {
     }
 }
 
-/// Why the collector's cookie keeps or loses its year in Safari.
+/// The reason the collector's cookie keeps or loses its year in Safari.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The collector is a path on the storefront's own host.
@@ -130,7 +130,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// Whether Safari would cap the visitor cookie to 7 days (or block it, for another site).
+    /// Returns whether Safari would cap the visitor cookie to 7 days (or block it, for another
+    /// site).
     pub fn capped(&self) -> bool {
         matches!(
             self,
@@ -225,8 +226,8 @@ fn half_bits(address: IpAddr) -> u32 {
     if address.is_ipv4() { 16 } else { 64 }
 }
 
-/// The site of a host: its registrable domain, or the host itself for IP addresses and names
-/// without one.
+/// Returns the site of a host: its registrable domain, or the host itself for IP addresses and
+/// names without one.
 fn site_of(host: &str) -> String {
     if host.parse::<IpAddr>().is_ok() {
         return host.to_owned();
@@ -234,7 +235,7 @@ fn site_of(host: &str) -> String {
     registrable_domain(host).unwrap_or_else(|| host.to_owned())
 }
 
-/// The host of a host name or URL, lower case, without port or trailing dot.
+/// Extracts the host of a host name or URL, lower case, without port or trailing dot.
 fn normalize_host(input: &str) -> String {
     let input = input.trim();
     let host = url::Url::parse(input)
@@ -256,7 +257,7 @@ fn normalize_host(input: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The report printed for a verdict: what Safari does and what to change.
+/// Writes the report for a verdict: what Safari does and what to change.
 pub fn report(storefront: &Resolved, collector: &Resolved, verdict: &Verdict) -> String {
     let mut text = String::new();
     let summary = if verdict.capped() {
@@ -351,8 +352,8 @@ fn explain(storefront: &Resolved, collector: &Resolved, verdict: &Verdict) -> St
     }
 }
 
-/// Runs `revisit check-domain`, printing the report; the exit status says whether Safari would
-/// cap the cookie.
+/// Runs `revisit check-domain` and prints the report. The exit status is `CAPPED_EXIT_CODE`
+/// when Safari would cap the cookie.
 pub fn run(args: &CheckDomainArgs) -> anyhow::Result<ExitCode> {
     let side = |host: &str, cname: &Option<String>, addrs: &[IpAddr]| {
         if addrs.is_empty() && cname.is_none() {

@@ -22,8 +22,8 @@ const EMAIL: &str = "redacted.buyer@example.com";
 const CHECKOUT_URL: &str =
     "https://shoperzoney.myshopify.com/checkouts/cn/c1-da3335b5daea35f97157d14129d5627f";
 
-/// The journey's events, or `None` with a notice when the reference data is not beside the
-/// repository.
+/// Reads the journey's events, or returns `None` with a notice when the reference data is not
+/// beside the repository.
 fn journey() -> Option<Vec<Value>> {
     let path: PathBuf =
         reference_dir()?.join("data/shopify-pixel/customer_events_one_journey.json");

@@ -1,6 +1,7 @@
-// The returning-visitor journey in Chromium: an ad click with fbclid and UTMs, a newsletter
-// signup, every script-written cookie deleted (as Safari's 7-day cap does), 8 days on the server
-// clock, then an add-to-cart that still reaches Klaviyo and Meta with the email and the day-0 fbc.
+// The returning-visitor journey in Chromium. An ad click with fbclid and UTMs and a newsletter
+// signup happen on day 0. Every script-written cookie is then deleted, as Safari's 7-day cap
+// does, and the server clock moves 8 days on. An add-to-cart must still reach Klaviyo and Meta
+// with the email and the day-0 fbc.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -19,7 +20,7 @@ function sha256(text) {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** Resolves with the collector's answer to the next /collect request carrying `eventName`. */
+/** Resolves with the collector's response to the next /collect request carrying `eventName`. */
 function collectResponse(page, eventName) {
   return page.waitForResponse(
     (response) =>

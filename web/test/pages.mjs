@@ -52,7 +52,7 @@ export const RECORD_TRANSPORT = (mode) => {
 };
 
 /**
- * A page that runs `head` (HTML placed before the script tag), then loads revisit.js from
+ * Builds a page that runs `head` (HTML placed before the script tag), then loads revisit.js from
  * `scriptSrc`.
  */
 export function testPage({ head = '', body = '', scriptSrc = '/revisit.js' } = {}) {
@@ -62,7 +62,7 @@ ${head}
 }
 
 /**
- * Opens `html` at `origin` + `path`, answered by Playwright's request routing, and waits for
+ * Opens `html` at `origin` + `path`, served by Playwright's request routing, and waits for
  * revisit.js to load. Chromium places such a page in the public address space, so it may load
  * scripts from the loopback collector only when it is on the collector's own origin.
  */
@@ -82,7 +82,7 @@ export async function openUrl(page, url, { mode, referer } = {}) {
   return page;
 }
 
-/** The events of every body sent to the collector so far, in send order. */
+/** Returns the events of every body sent to the collector so far, in send order. */
 export async function sentEvents(page) {
   const log = await page.evaluate(() => window.transportLog);
   return log

@@ -25,7 +25,7 @@ function sha256(text) {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** The visitor id the collector derives from a client id, computed from the data dir's secret. */
+/** Computes the visitor id the collector derives from a client id, with the data dir's secret. */
 function visitorFor(dataDir, clientId) {
   const secret = readFileSync(join(dataDir, 'secret'), 'utf8').trim();
   const cookieKey = createHmac('sha256', secret).update('visitor-cookie').digest();
@@ -90,7 +90,7 @@ function customerEvents() {
   ];
 }
 
-/** The sandboxed document: stand-ins for the pixel API, the pixel, then the events. */
+/** Builds the sandboxed document: stand-ins for the pixel API, the pixel, then the events. */
 function sandboxDocument(endpoint, events) {
   const pixel = readFileSync(join(WEB_DIR, 'src', 'shopify-pixel.js'), 'utf8').replace(
     'https://www.shop.example/collect/shopify',

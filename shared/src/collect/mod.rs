@@ -90,6 +90,9 @@ impl Collector {
     /// Handles one `POST /collect/shopify` of Shopify Web Pixel events. Without a visitor
     /// cookie, which Shopify's pixel sandbox does not send, the visitor id is derived from the
     /// events' `clientId`, so every event of one browser lands on one visitor.
+    ///
+    /// NOTE: a store that runs both the storefront script (visitor cookie) and the Shopify pixel
+    /// (client id) gets two visitor ids for one browser, and nothing joins the two profiles yet.
     pub async fn collect_shopify(&self, request: CollectRequest) -> CollectResponse {
         self.intake(request, EventSource::ShopifyPixel).await
     }
@@ -139,27 +142,7 @@ impl Collector {
             Value::Array(items) => (items, true),
             other => (vec![other], false),
         };
-        let mut valid = Vec::new();
-        let mut rejected = Vec::new();
-        let mut client_id = None;
-        for (index, item) in items.into_iter().enumerate() {
-            let path = if is_array {
-                format!("[{index}]")
-            } else {
-                String::new()
-            };
-            let parsed = match source {
-                EventSource::DataLayer => parse_item(&item, &path),
-                EventSource::ShopifyPixel => parse_shopify_event(&item, &path).map(|parsed| {
-                    client_id = client_id.take().or(parsed.client_id);
-                    parsed.item
-                }),
-            };
-            match parsed {
-                Ok(parsed) => valid.push(parsed),
-                Err(error) => rejected.push((index, vec![error], item)),
-            }
-        }
+        let (valid, rejected, client_id) = parse_items(items, is_array, source);
         if let (None, Some(client_id)) = (&cookie_id, &client_id) {
             visitor_id = self.settings.cookie.visitor_for_client_id(client_id);
         }
@@ -276,6 +259,40 @@ fn unsupported_content_type(content_type: Option<&str>) -> Option<String> {
     (!accepted).then(|| {
         format!("content type {essence:?} is not supported; send application/json or text/plain")
     })
+}
+
+/// Items that passed validation, rejected items with their index, errors and raw value, and
+/// the first Shopify `clientId` among the valid items.
+type ParsedItems = (
+    Vec<IntakeItem>,
+    Vec<(usize, Vec<IntakeError>, Value)>,
+    Option<String>,
+);
+
+/// Validates every item of a body in the format of `source`.
+fn parse_items(items: Vec<Value>, is_array: bool, source: EventSource) -> ParsedItems {
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    let mut client_id = None;
+    for (index, item) in items.into_iter().enumerate() {
+        let path = if is_array {
+            format!("[{index}]")
+        } else {
+            String::new()
+        };
+        let parsed = match source {
+            EventSource::DataLayer => parse_item(&item, &path),
+            EventSource::ShopifyPixel => parse_shopify_event(&item, &path).map(|parsed| {
+                client_id = client_id.take().or(parsed.client_id);
+                parsed.item
+            }),
+        };
+        match parsed {
+            Ok(parsed) => valid.push(parsed),
+            Err(error) => rejected.push((index, vec![error], item)),
+        }
+    }
+    (valid, rejected, client_id)
 }
 
 fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
