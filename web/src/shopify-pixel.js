@@ -119,10 +119,12 @@ const REVISIT_ENDPOINT = 'https://www.shop.example/collect/shopify';
     });
   }
 
+  // Cookie reads are asynchronous: chaining them sends the events in the order they happened.
+  var sending = Promise.resolve();
   EVENTS.forEach(function (name) {
     analytics.subscribe(name, function (event) {
       if (consent.analytics === false && consent.marketing === false) return;
-      readCookies().then(function (cookies) {
+      sending = sending.then(readCookies).then(function (cookies) {
         send(body(event, cookies));
       });
     });
