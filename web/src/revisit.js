@@ -13,8 +13,8 @@
   var endpoint = option('endpoint') || new URL('/collect', script ? script.src : location.href).href;
   var ownLayer = option('layer') || 'revisitDataLayer';
 
-  // Chromium, Firefox and WebKit give all keepalive fetches and beacons of a page 64 KiB in
-  // flight together (Fetch standard, "keepalive"). Bodies stay at about 60,000 bytes so that
+  // The Fetch standard allows a page 64 KiB of keepalive request bodies in flight together,
+  // and Chromium counts beacons in the same allowance. Bodies stay at about 60,000 bytes so that
   // one chunk fits beside small requests of other scripts.
   var MAX_BODY_BYTES = 60000;
   var KEEPALIVE_QUOTA_BYTES = 65536;

@@ -57,12 +57,30 @@ const REVISIT_ENDPOINT = 'https://www.shop.example/collect/shopify';
     return found;
   }
 
-  // browser.cookie reads the top frame's cookies. Without a name it returns the whole
-  // cookie string, the only way to find the _ga_<stream> cookies.
+  // browser.cookie reads the top frame's cookies by name. The _ga_<stream> names are unknown,
+  // so a read without a name asks for the whole cookie string first.
+  // NOTE: Shopify's reference documents get(name) only. Whether get() returns the whole string
+  // is unverified, so the named reads below fill every fixed name it did not return.
   function readCookies() {
-    return browser.cookie.get().then(parseCookies, function () {
-      return {};
-    });
+    var ignore = function () {};
+    return browser.cookie
+      .get()
+      .then(parseCookies, function () {
+        return {};
+      })
+      .then(function (found) {
+        var missing = COOKIES.filter(function (name) {
+          return !(name in found);
+        });
+        var reads = missing.map(function (name) {
+          return browser.cookie.get(name).then(function (value) {
+            if (value) found[name] = value;
+          }, ignore);
+        });
+        return Promise.all(reads).then(function () {
+          return found;
+        });
+      });
   }
 
   function trimLists(data) {

@@ -83,6 +83,19 @@ describe('collector in the browser', () => {
     assert.match((await response.json()).error, /not valid JSON/);
   });
 
+  test('body over 64 KiB gets 413', async () => {
+    const padding = 'x'.repeat(70000);
+    const body = JSON.stringify({ event: 'dl_view_cart', event_id: 'too-large', padding });
+
+    const response = await fetch(`${server.origin}/collect`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain;charset=UTF-8' },
+      body
+    });
+
+    assert.equal(response.status, 413);
+  });
+
   test('allowed cross-origin page sends with cookies', async (t) => {
     // The storefront is on its own loopback origin, which this collector allows; both are
     // on host 127.0.0.1, so they are one site and the SameSite=Lax cookie travels.

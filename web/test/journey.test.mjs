@@ -81,6 +81,7 @@ test('returning visitor keeps email and day-0 fbc', async (t) => {
   for (const cookie of scriptCookies) await context.clearCookies({ name: cookie.name });
   const remaining = await context.cookies();
   assert.deepEqual(remaining.map((cookie) => cookie.name), ['rv_uid']);
+  const day0Visitor = remaining[0].value;
 
   // Day 8: both clocks move on, and the shopper comes back without any click id.
   await server.advanceClock(8 * DAY_SECONDS);
@@ -116,6 +117,7 @@ test('returning visitor keeps email and day-0 fbc', async (t) => {
   // trustworthy origin), SameSite=Lax, refreshed to expire a year from now.
   const visitor = (await context.cookies()).find((cookie) => cookie.name === 'rv_uid');
   assert.ok(visitor, 'the browser holds rv_uid');
+  assert.equal(visitor.value, day0Visitor, 'the server re-issued the same visitor id');
   assert.equal(visitor.httpOnly, true);
   assert.equal(visitor.secure, true);
   assert.equal(visitor.sameSite, 'Lax');

@@ -102,8 +102,10 @@ function sandboxDocument(endpoint, events) {
     var analytics = { subscribe: function (name, callback) {
       (subscribers[name] = subscribers[name] || []).push(callback);
     } };
-    var browser = { cookie: { get: function () {
-      return Promise.resolve('_fbp=fb.1.1700000000000.987654321; _ga=GA1.1.111.222; other=1');
+    // Reads by name only, the form Shopify documents, so the pixel's named reads are tested.
+    var jar = { _fbp: 'fb.1.1700000000000.987654321', _ga: 'GA1.1.111.222', other: '1' };
+    var browser = { cookie: { get: function (name) {
+      return Promise.resolve(name ? jar[name] || '' : '');
     } } };
     var init = {
       customerPrivacy: { analyticsProcessingAllowed: true, marketingAllowed: true,
