@@ -1,5 +1,6 @@
 //! `revisit serve`: the collector, the worker and the embedded store in one process on
-//! 127.0.0.1, with the local defaults a first run needs.
+//! 127.0.0.1, with the local defaults a first run needs, plus the storefront script, the
+//! Shopify custom pixel and a demo storefront page.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use anyhow::Context as _;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,6 +28,13 @@ use crate::app::{self, LocalStore};
 const BATCH_SIZE: usize = 10;
 /// How long shutdown waits for queued events to be processed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The storefront script, served at `/revisit.js`.
+pub const REVISIT_JS: &str = include_str!("../../web/src/revisit.js");
+/// The Shopify custom pixel, served at `/shopify-pixel.js` for merchants to copy.
+pub const SHOPIFY_PIXEL_JS: &str = include_str!("../../web/src/shopify-pixel.js");
+/// The demo storefront page, served at `/`.
+pub const DEMO_PAGE: &str = include_str!("../../web/demo/index.html");
 
 /// Options of `revisit serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,7 +119,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         clock.clone(),
         queue,
     )?;
-    let mut routes = router(Arc::clone(&app.collector));
+    let mut routes = router(Arc::clone(&app.collector)).merge(web_routes());
     if args.dev_clock {
         routes = routes.merge(
             Router::new()
@@ -202,6 +210,37 @@ async fn socket_address(mut request: Request, next: Next) -> Response {
         request.extensions_mut().insert(ClientIp(addr.ip()));
     }
     next.run(request).await
+}
+
+/// `GET /`, `/revisit.js` and `/shopify-pixel.js`: the web files built into the binary.
+fn web_routes() -> Router {
+    const HTML: &str = "text/html; charset=utf-8";
+    const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+    Router::new()
+        .route("/", get(|| async { web_file(HTML, DEMO_PAGE) }))
+        .route(
+            "/revisit.js",
+            get(|| async { web_file(JAVASCRIPT, REVISIT_JS) }),
+        )
+        .route(
+            "/shopify-pixel.js",
+            get(|| async { web_file(JAVASCRIPT, SHOPIFY_PIXEL_JS) }),
+        )
+}
+
+fn web_file(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    // A local server is restarted with new files, so browsers revalidate on every load.
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// Body of `POST /__dev/clock`.

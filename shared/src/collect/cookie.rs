@@ -71,6 +71,19 @@ impl VisitorCookie {
         cookie.build().to_string()
     }
 
+    /// The visitor id of a browser known only by a platform client id (Shopify's pixel
+    /// `clientId`): the first 128 bits of an HMAC of the prefixed client id, so one client id
+    /// always gives one visitor and nobody without the key can link the two. The prefix keeps
+    /// these MACs apart from cookie signatures, which cover bare 32-digit ids.
+    pub fn visitor_for_client_id(&self, client_id: &str) -> VisitorId {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(b"client-id:");
+        mac.update(client_id.as_bytes());
+        let id = hex::encode(&mac.finalize().into_bytes()[..16]);
+        VisitorId::parse(&id).expect("32 lowercase hex digits form a visitor id")
+    }
+
     fn sign(&self, id: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts any key length");
@@ -164,6 +177,19 @@ mod tests {
         assert_eq!(cookie().read(None), None);
         let other_key = VisitorCookie::new("rv_uid", b"another-key", "www.shop.example");
         assert_eq!(other_key.read(Some(pair)), None);
+    }
+
+    #[test]
+    fn client_id_gives_stable_keyed_visitor() {
+        let first = cookie().visitor_for_client_id("ece6cea2-0914-4dcd-8345-8d64ce97b76b");
+        let again = cookie().visitor_for_client_id("ece6cea2-0914-4dcd-8345-8d64ce97b76b");
+        let other_client = cookie().visitor_for_client_id("another-client");
+        let other_key = VisitorCookie::new("rv_uid", b"another-key", "www.shop.example")
+            .visitor_for_client_id("ece6cea2-0914-4dcd-8345-8d64ce97b76b");
+
+        assert_eq!(first, again);
+        assert_ne!(first, other_client);
+        assert_ne!(first, other_key);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The collect side: validating a `/collect` body, assigning the visitor, setting the cookie
+//! The collect side: validating a `/collect` or `/collect/shopify` body, assigning the visitor, setting the cookie
 //! and putting the events on the queue. Rejected items go to the quarantine.
 
 pub mod cookie;
@@ -11,7 +11,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::event::{CollectedEvent, IntakeError, IntakeItem, VisitorId, parse_item};
+use crate::event::{
+    CollectedEvent, EventSource, IntakeError, IntakeItem, VisitorId, parse_item,
+    parse_shopify_event,
+};
 use crate::ports::{Clock, EventQueue, Quarantine, QuarantinedItem};
 
 pub use cookie::VisitorCookie;
@@ -95,29 +98,42 @@ impl Collector {
         }
     }
 
-    /// Handles one `POST /collect`. The visitor cookie is refreshed on every answer.
+    /// Handles one `POST /collect` of data-layer events. The visitor cookie is refreshed on
+    /// every answer.
     pub async fn collect(&self, request: CollectRequest) -> CollectResponse {
+        self.intake(request, EventSource::DataLayer).await
+    }
+
+    /// Handles one `POST /collect/shopify` of Shopify Web Pixel events. Without a visitor
+    /// cookie, which Shopify's pixel sandbox does not send, the visitor id is derived from the
+    /// events' `clientId`, so every event of one browser lands on one visitor.
+    ///
+    /// NOTE: a store that runs both the storefront script (visitor cookie) and the Shopify pixel
+    /// (client id) gets two visitor ids for one browser, and nothing joins the two profiles yet.
+    pub async fn collect_shopify(&self, request: CollectRequest) -> CollectResponse {
+        self.intake(request, EventSource::ShopifyPixel).await
+    }
+
+    async fn intake(&self, request: CollectRequest, source: EventSource) -> CollectResponse {
         let received_at = truncate_to_millis(self.clock.now());
-        let visitor_id = self
-            .settings
-            .cookie
-            .read(request.cookie_header.as_deref())
-            .unwrap_or_else(VisitorId::random);
-        let set_cookies = vec![self.settings.cookie.issue(&visitor_id)];
-        let reply = |status: u16, body: Value| CollectResponse {
+        let cookie_id = self.settings.cookie.read(request.cookie_header.as_deref());
+        let mut visitor_id = cookie_id.clone().unwrap_or_else(VisitorId::random);
+        let reply = |status: u16, body: Value, visitor_id: &VisitorId| CollectResponse {
             status,
             body,
-            set_cookies: set_cookies.clone(),
+            set_cookies: vec![self.settings.cookie.issue(visitor_id)],
         };
         if request.body.len() > MAX_BODY_BYTES {
             let message = format!(
                 "body is {} bytes; the limit is {MAX_BODY_BYTES}; send fewer events per request",
                 request.body.len()
             );
-            return reply(413, json!({"error": message, "visitor_id": visitor_id}));
+            let body = json!({"error": message, "visitor_id": visitor_id});
+            return reply(413, body, &visitor_id);
         }
         if let Some(problem) = unsupported_content_type(request.content_type.as_deref()) {
-            return reply(415, json!({"error": problem, "visitor_id": visitor_id}));
+            let body = json!({"error": problem, "visitor_id": visitor_id});
+            return reply(415, body, &visitor_id);
         }
         let parsed: Value = match serde_json::from_slice(&request.body) {
             Ok(value) => value,
@@ -130,32 +146,27 @@ impl Collector {
                 self.keep_rejected(received_at, vec![(0, errors.clone(), raw)])
                     .await;
                 let message = format!("body: is not valid JSON ({error})");
-                return reply(400, json!({"error": message, "visitor_id": visitor_id}));
+                let body = json!({"error": message, "visitor_id": visitor_id});
+                return reply(400, body, &visitor_id);
             }
         };
         let (items, is_array) = match parsed {
             Value::Array(items) if items.is_empty() => {
                 let message = "body: the array must contain at least one event";
-                return reply(400, json!({"error": message, "visitor_id": visitor_id}));
+                let body = json!({"error": message, "visitor_id": visitor_id});
+                return reply(400, body, &visitor_id);
             }
             Value::Array(items) => (items, true),
             other => (vec![other], false),
         };
-        let mut accepted = Vec::new();
-        let mut rejected = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
-            let path = if is_array {
-                format!("[{index}]")
-            } else {
-                String::new()
-            };
-            match parse_item(&item, &path) {
-                Ok(valid) => {
-                    accepted.push(self.to_event(valid, &visitor_id, received_at, &request))
-                }
-                Err(error) => rejected.push((index, vec![error], item)),
-            }
+        let (valid, rejected, client_id) = parse_items(items, is_array, source);
+        if let (None, Some(client_id)) = (&cookie_id, &client_id) {
+            visitor_id = self.settings.cookie.visitor_for_client_id(client_id);
         }
+        let accepted: Vec<CollectedEvent> = valid
+            .into_iter()
+            .map(|item| self.to_event(item, &visitor_id, received_at, &request, source))
+            .collect();
         let rejected_json: Vec<Value> = rejected
             .iter()
             .map(|(index, errors, _)| json!({"index": index, "errors": errors}))
@@ -173,10 +184,8 @@ impl Collector {
                     )
                 })
                 .unwrap_or_default();
-            return reply(
-                400,
-                json!({"error": message, "visitor_id": visitor_id, "accepted": 0, "rejected": rejected_json}),
-            );
+            let body = json!({"error": message, "visitor_id": visitor_id, "accepted": 0, "rejected": rejected_json});
+            return reply(400, body, &visitor_id);
         }
         if let Err(error) = self.queue.enqueue(&accepted).await {
             tracing::error!(visitor_id = %visitor_id, events = accepted.len(), error = %error, "enqueue failed");
@@ -188,16 +197,12 @@ impl Collector {
             } else {
                 (413, error.to_string())
             };
-            return reply(
-                status,
-                json!({"error": message, "visitor_id": visitor_id, "accepted": 0}),
-            );
+            let body = json!({"error": message, "visitor_id": visitor_id, "accepted": 0});
+            return reply(status, body, &visitor_id);
         }
         tracing::debug!(visitor_id = %visitor_id, accepted = accepted.len(), rejected = rejected_json.len(), "events queued");
-        reply(
-            202,
-            json!({"visitor_id": visitor_id, "accepted": accepted.len(), "rejected": rejected_json}),
-        )
+        let body = json!({"visitor_id": visitor_id, "accepted": accepted.len(), "rejected": rejected_json});
+        reply(202, body, &visitor_id)
     }
 
     fn to_event(
@@ -206,6 +211,7 @@ impl Collector {
         visitor_id: &VisitorId,
         received_at: DateTime<Utc>,
         request: &CollectRequest,
+        source: EventSource,
     ) -> CollectedEvent {
         // A browser clock that runs ahead must never place an event after its receipt.
         let event_time = item
@@ -219,7 +225,7 @@ impl Collector {
             name: item.name,
             received_at,
             event_time,
-            source: Default::default(),
+            source,
             page: item.page,
             client: crate::event::ClientContext {
                 ip: request.client_ip.clone(),
@@ -270,6 +276,40 @@ fn unsupported_content_type(content_type: Option<&str>) -> Option<String> {
     (!accepted).then(|| {
         format!("content type {essence:?} is not supported; send application/json or text/plain")
     })
+}
+
+/// Items that passed validation, rejected items with their index, errors and raw value, and
+/// the first Shopify `clientId` among the valid items.
+type ParsedItems = (
+    Vec<IntakeItem>,
+    Vec<(usize, Vec<IntakeError>, Value)>,
+    Option<String>,
+);
+
+/// Validates every item of a body in the format of `source`.
+fn parse_items(items: Vec<Value>, is_array: bool, source: EventSource) -> ParsedItems {
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    let mut client_id = None;
+    for (index, item) in items.into_iter().enumerate() {
+        let path = if is_array {
+            format!("[{index}]")
+        } else {
+            String::new()
+        };
+        let parsed = match source {
+            EventSource::DataLayer => parse_item(&item, &path),
+            EventSource::ShopifyPixel => parse_shopify_event(&item, &path).map(|parsed| {
+                client_id = client_id.take().or(parsed.client_id);
+                parsed.item
+            }),
+        };
+        match parsed {
+            Ok(parsed) => valid.push(parsed),
+            Err(error) => rejected.push((index, vec![error], item)),
+        }
+    }
+    (valid, rejected, client_id)
 }
 
 fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {

@@ -11,27 +11,56 @@ use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
+use super::cors::OPAQUE_ORIGIN;
 use super::{CollectRequest, Collector, MAX_BODY_BYTES};
+use crate::event::EventSource;
 
 /// The client address as the server socket saw it, set by the hosting adapter as a request
 /// extension (the local server from its connection, the Lambda from the request context).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Routes: `POST /collect`, its CORS preflight, and `GET /healthz`.
+/// Routes: `POST /collect` (data-layer events), `POST /collect/shopify` (Shopify Web Pixel
+/// events, also from the opaque origin of Shopify's pixel sandbox), their CORS preflights, and
+/// `GET /healthz`.
 pub fn router(collector: Arc<Collector>) -> Router {
     Router::new()
         .route("/collect", post(collect).options(preflight))
+        .route(
+            "/collect/shopify",
+            post(collect_shopify).options(preflight_shopify),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::disable())
         .with_state(collector)
 }
 
 async fn collect(State(collector): State<Arc<Collector>>, request: Request) -> Response {
+    handle(&collector, request, EventSource::DataLayer).await
+}
+
+async fn collect_shopify(State(collector): State<Arc<Collector>>, request: Request) -> Response {
+    handle(&collector, request, EventSource::ShopifyPixel).await
+}
+
+async fn handle(collector: &Collector, request: Request, source: EventSource) -> Response {
     let (parts, body) = request.into_parts();
     let origin = header_text(&parts.headers, header::ORIGIN);
     let cors = &collector.settings().cors;
-    if let Some(origin) = origin.as_deref().filter(|origin| !cors.allows(origin)) {
+
+    let opaque_allowed = source == EventSource::ShopifyPixel;
+    let apply_cors = |headers: &mut HeaderMap| {
+        if opaque_allowed {
+            cors.apply_with_opaque(origin.as_deref(), headers);
+        } else {
+            cors.apply(origin.as_deref(), headers);
+        }
+    };
+    let is_allowed =
+        |origin: &str| cors.allows(origin) || (opaque_allowed && origin == OPAQUE_ORIGIN);
+
+    let forbidden = origin.as_deref().filter(|origin| !is_allowed(origin));
+    if let Some(origin) = forbidden {
         let message = format!("origin {origin:?} is not allowed to send events");
         return json_response(
             StatusCode::FORBIDDEN,
@@ -51,13 +80,16 @@ async fn collect(State(collector): State<Arc<Collector>>, request: Request) -> R
                 user_agent: header_text(&parts.headers, header::USER_AGENT),
                 client_ip: client_ip(&parts.headers, socket_ip, hops).map(|ip| ip.to_string()),
             };
-            collector.collect(request).await
+            match source {
+                EventSource::DataLayer => collector.collect(request).await,
+                EventSource::ShopifyPixel => collector.collect_shopify(request).await,
+            }
         }
         // A limited read fails only when the body passes the limit (or the client hangs up).
         Err(_) => collector.too_large(cookies.as_deref()),
     };
     let mut headers = HeaderMap::new();
-    cors.apply(origin.as_deref(), &mut headers);
+    apply_cors(&mut headers);
     for set_cookie in &answer.set_cookies {
         if let Ok(value) = HeaderValue::from_str(set_cookie) {
             headers.append(header::SET_COOKIE, value);
@@ -74,6 +106,23 @@ async fn preflight(State(collector): State<Arc<Collector>>, headers: HeaderMap) 
         .settings()
         .cors
         .apply_preflight(origin.as_deref(), &mut response_headers);
+    no_content(response_headers)
+}
+
+async fn preflight_shopify(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = header_text(&headers, header::ORIGIN);
+    let mut response_headers = HeaderMap::new();
+    collector
+        .settings()
+        .cors
+        .apply_preflight_with_opaque(origin.as_deref(), &mut response_headers);
+    no_content(response_headers)
+}
+
+fn no_content(response_headers: HeaderMap) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response.headers_mut().extend(response_headers);

@@ -248,7 +248,7 @@ fn parse_page(
     })
 }
 
-fn parse_cookies(
+pub(super) fn parse_cookies(
     context: Option<&Map<String, Value>>,
     path: &str,
 ) -> Result<BTreeMap<String, String>, IntakeError> {
@@ -260,7 +260,10 @@ fn parse_cookies(
     Ok(cookies)
 }
 
-fn parse_consent(context: Option<&Map<String, Value>>, path: &str) -> Result<Consent, IntakeError> {
+pub(super) fn parse_consent(
+    context: Option<&Map<String, Value>>,
+    path: &str,
+) -> Result<Consent, IntakeError> {
     let Some(consent) = context.and_then(|context| context.get("consent")) else {
         return Ok(Consent::default());
     };

@@ -3,6 +3,7 @@
 
 mod ecommerce;
 mod intake;
+pub mod shopify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ecommerce::{Ecommerce, Product};
 pub use intake::{IntakeError, IntakeItem, parse_item};
+pub use shopify::{ShopifyItem, parse_shopify_event};
 
 /// Random id of one browser, carried in the server-set visitor cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
