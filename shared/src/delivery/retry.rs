@@ -1,6 +1,6 @@
 //! Retries with exponential backoff and jitter, within a time budget per request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -15,7 +15,8 @@ pub struct RetryPolicy {
     /// Backoff before the first retry; doubled for each later one.
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// Total time a request may spend waiting between attempts.
+    /// Total time a request may take, attempts and waits together: no retry starts when its
+    /// wait would end past the budget.
     pub budget: Duration,
 }
 
@@ -38,10 +39,11 @@ pub struct SendResult {
 }
 
 impl RetryPolicy {
-    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx answers. A
-    /// `Retry-After` longer than the remaining budget ends the retries at once.
+    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx answers. The wait
+    /// is the platform's `Retry-After` when it sent one, else the backoff; a wait that would
+    /// end past the budget ends the retries at once, leaving the event to the queue.
     pub async fn send(&self, route: &Route, request: &OutboundRequest) -> SendResult {
-        let mut waited = Duration::ZERO;
+        let started = Instant::now();
         let mut retries = 0;
         loop {
             let verdict = match route.transport.send(request).await {
@@ -59,7 +61,7 @@ impl RetryPolicy {
             };
             let delay = after.unwrap_or_else(|| self.backoff(retries));
             let attempts = retries + 1;
-            if attempts >= self.max_attempts || waited + delay > self.budget {
+            if attempts >= self.max_attempts || started.elapsed() + delay > self.budget {
                 return SendResult {
                     verdict: Verdict::Retry { after, reason },
                     retries,
@@ -67,7 +69,6 @@ impl RetryPolicy {
             }
             tracing::debug!(destination = request.destination, attempt = attempts, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying request");
             tokio::time::sleep(delay).await;
-            waited += delay;
             retries += 1;
         }
     }
