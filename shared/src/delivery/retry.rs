@@ -47,6 +47,11 @@ impl RetryPolicy {
         let mut retries = 0;
         loop {
             let verdict = match route.transport.send(request).await {
+                // The outbox only records the request; its answer says nothing about the
+                // platform's rules, so it is not read as the platform's answer.
+                Ok(response) if !route.live && (200..300).contains(&response.status) => {
+                    Verdict::Accepted
+                }
                 Ok(response) => route.destination.classify(request, &response),
                 Err(error) if error.is_retryable() => Verdict::Retry {
                     after: None,
