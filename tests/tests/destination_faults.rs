@@ -1,5 +1,5 @@
-//! Delivery under platform faults: each answer causes an exact number of requests, nothing is
-//! sent twice once a platform accepted it, and redelivered events resend only what failed.
+//! Delivery under platform faults: each response causes an exact number of requests, nothing
+//! is sent twice once a platform accepted it, and redelivered events resend only what failed.
 
 mod destination_support;
 
@@ -192,7 +192,7 @@ async fn malformed_success_body_by_platform() {
     // repeated event + event_id, so the retry cannot count twice.
     assert_eq!(tiktok.requests().len(), 2);
     assert_eq!(outcome.delivery.get("tiktok", Outcome::Accepted), 1);
-    // Meta's status code alone says the payload was valid.
+    // Meta's status code alone shows that the payload was valid.
     assert_eq!(meta.requests().len(), 1);
     assert_eq!(outcome.delivery.get("meta", Outcome::Accepted), 1);
 }

@@ -368,7 +368,7 @@ async fn klaviyo_duplicate_profile_falls_back_to_email() {
     ]);
     let pipeline = klaviyo_pipeline(&server).await;
 
-    // Klaviyo holds one profile for the email and another for the phone.
+    // Klaviyo has one profile for the email and another for the phone.
     let outcome = pipeline.run(&fixture("sign_up.json")).await;
 
     let requests = server.requests();

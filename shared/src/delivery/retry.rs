@@ -39,7 +39,7 @@ pub struct SendResult {
 }
 
 impl RetryPolicy {
-    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx answers. The wait
+    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx responses. The wait
     /// is the platform's `Retry-After` when it sent one, else the backoff; a wait that would
     /// end past the budget ends the retries at once, leaving the event to the queue.
     pub async fn send(&self, route: &Route, request: &OutboundRequest) -> SendResult {
@@ -47,8 +47,8 @@ impl RetryPolicy {
         let mut retries = 0;
         loop {
             let verdict = match route.transport.send(request).await {
-                // The outbox only records the request; its answer says nothing about the
-                // platform's rules, so it is not read as the platform's answer.
+                // The outbox only records the request, so its response is not read as the
+                // platform's.
                 Ok(response) if !route.live && (200..300).contains(&response.status) => {
                     Verdict::Accepted
                 }

@@ -261,12 +261,14 @@ impl Destination for Ga4 {
         Ok(())
     }
 
-    /// One request per browser (client id, user id and consent are request-level fields),
+    /// One request per browser, user id and consent (all three are request-level fields),
     /// each with at most 25 events and under 130 kB.
     fn build(&self, events: &[&EnrichedEvent], now: DateTime<Utc>) -> Vec<OutboundRequest> {
-        let mut groups: BTreeMap<(String, Option<bool>), Vec<&EnrichedEvent>> = BTreeMap::new();
+        type Key<'a> = (String, Option<&'a str>, Option<bool>);
+        let mut groups: BTreeMap<Key, Vec<&EnrichedEvent>> = BTreeMap::new();
         for event in events {
-            let key = (client_id(event), mapping::marketing_consent(event));
+            let user_id = event.identity_value(keys::CUSTOMER_ID);
+            let key = (client_id(event), user_id, mapping::marketing_consent(event));
             groups.entry(key).or_default().push(event);
         }
         groups

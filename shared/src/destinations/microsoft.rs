@@ -24,8 +24,8 @@ const MAX_BATCH: usize = 1000;
 /// NOTE: Microsoft documents no maximum event age; 7 days is an estimate.
 const MAX_AGE_DAYS: i64 = 7;
 
-/// How the phone is written before hashing. Sources disagree: Segment hashes digits only,
-/// another integrator E.164 with `+`.
+/// Form of the phone before hashing. Sources disagree: Segment hashes digits only, another
+/// integrator E.164 with `+`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PhoneFormat {
     #[default]
@@ -216,7 +216,7 @@ impl Destination for Microsoft {
         }]
     }
 
-    /// A 4xx with `error.details[].index` names the events that failed validation.
+    /// Reads the events that failed validation from a 4xx's `error.details[].index`.
     fn classify(&self, request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         let verdict = classify_status(response);
         if !matches!(verdict, Verdict::Rejected { .. }) || request.event_ids.len() < 2 {

@@ -116,8 +116,8 @@ pub struct TransportResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Accepted,
-    /// A 2xx from a platform that answers 2xx whatever the payload (GA4's `/mp/collect`), so
-    /// the event is not sent again but nobody confirmed it was recorded.
+    /// A 2xx from a platform that returns 2xx whatever the payload (GA4's `/mp/collect`), so
+    /// the event is not sent again although the platform did not confirm it was recorded.
     Unverified,
     /// A failure that may pass: try again, after `after` when the platform said so.
     Retry {
@@ -172,8 +172,8 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Oldest event time the platform accepts, relative to the send time.
     fn max_age(&self) -> Option<chrono::Duration>;
 
-    /// The maximum age for this event, where it depends on how the event is sent (Google Ads
-    /// takes click uploads for 90 days but enhancements for 24 hours).
+    /// Returns the maximum age for this event, where it depends on how the event is sent
+    /// (Google Ads takes click uploads for 90 days but enhancements for 24 hours).
     fn max_age_for(&self, _event: &EnrichedEvent) -> Option<chrono::Duration> {
         self.max_age()
     }

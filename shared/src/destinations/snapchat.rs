@@ -164,7 +164,8 @@ impl Destination for Snapchat {
         }]
     }
 
-    /// A 2xx answer says `status: VALID`, or `INVALID` with the index of the failing event.
+    /// Reads `status: VALID` from a 2xx response, or `INVALID` with the index of the failing
+    /// event.
     fn classify(&self, request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         if !(200..300).contains(&response.status) {
             return classify_status(response);

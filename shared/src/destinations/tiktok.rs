@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 1000;
 /// NOTE: TikTok documents no maximum event age in the sources at hand; 7 days matches the
 /// documented ttclid validity and is an estimate.
 const MAX_AGE_DAYS: i64 = 7;
-/// Business API codes in a 200 answer: 0 ok, 20001 partial success, 40100 rate limited.
+/// Business API codes in a 200 response: 0 ok, 20001 partial success, 40100 rate limited.
 const CODE_OK: i64 = 0;
 const CODE_PARTIAL: i64 = 20001;
 const CODE_RATE_LIMITED: i64 = 40100;
@@ -191,7 +191,7 @@ impl Destination for TikTok {
         }]
     }
 
-    /// TikTok answers HTTP 200 for failures too; the `code` field decides. A 200 body that
+    /// TikTok returns HTTP 200 for failures too, so the `code` field decides. A 200 body that
     /// cannot be read is retried: TikTok drops a repeated `event` + `event_id` from the API
     /// within 48 hours, so a retry cannot count an event twice.
     fn classify(&self, _request: &OutboundRequest, response: &TransportResponse) -> Verdict {
