@@ -383,3 +383,120 @@ async fn failure_elsewhere_does_not_resend_accepted() {
     assert_eq!(redelivered.delivery.get("tiktok", Outcome::Duplicate), 2);
     assert_eq!(redelivered.delivery.get("meta", Outcome::Accepted), 2);
 }
+
+fn google_ads_route(server: &StandIn, token_server: &StandIn) -> Route {
+    use revisit_shared::delivery::oauth::TokenTransport;
+    use revisit_shared::destinations::google_ads::{GoogleAds, GoogleAdsConfig, GoogleOAuth};
+
+    let google_ads = GoogleAds::new(GoogleAdsConfig {
+        customer_id: Some("1234567890".into()),
+        conversion_action_id: Some("555".into()),
+        developer_token: Some(Secret::new("dev")),
+        oauth: Some(GoogleOAuth {
+            client_id: "client".into(),
+            client_secret: Secret::new("secret"),
+            refresh_token: Secret::new("refresh"),
+            token_endpoint: format!("{}/token", token_server.url()),
+        }),
+        endpoint: server.url(),
+        ..GoogleAdsConfig::default()
+    });
+    let token_request = google_ads.token_request().expect("OAuth configured");
+    Route {
+        destination: Arc::new(google_ads),
+        transport: Arc::new(TokenTransport::new(
+            http(Duration::from_secs(2)),
+            token_request,
+        )),
+        live: true,
+    }
+}
+
+#[tokio::test]
+async fn google_ads_token_renewed_after_401() {
+    let token_server = StandIn::start().await;
+    token_server.script([
+        Scripted::status(200).with_body(r#"{"access_token":"first","expires_in":3600}"#),
+        Scripted::status(200).with_body(r#"{"access_token":"second","expires_in":3600}"#),
+    ]);
+    let server = StandIn::start().await;
+    server.script([Scripted::status(401).with_body(r#"{"error":{"status":"UNAUTHENTICATED"}}"#)]);
+    server.answer_by_default(Scripted::status(200).with_body(r#"{"results":[{}]}"#));
+    let pipeline = Pipeline::new(
+        vec![google_ads_route(&server, &token_server)],
+        quick_retry(),
+    );
+
+    let outcome = pipeline.run(&fixture("purchase.json")).await;
+
+    let requests = server.requests();
+    assert_eq!(token_server.requests().len(), 2);
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].header("authorization"), Some("Bearer first"));
+    assert_eq!(requests[1].header("authorization"), Some("Bearer second"));
+    assert_eq!(outcome.delivery.get("google_ads", Outcome::Accepted), 1);
+}
+
+#[tokio::test]
+async fn google_ads_refused_grant_not_retried() {
+    let token_server = StandIn::start().await;
+    token_server.answer_by_default(Scripted::status(400).with_body(r#"{"error":"invalid_grant"}"#));
+    let server = StandIn::start().await;
+    let pipeline = Pipeline::new(
+        vec![google_ads_route(&server, &token_server)],
+        quick_retry(),
+    );
+
+    let outcome = pipeline.run(&fixture("purchase.json")).await;
+
+    assert_eq!(token_server.requests().len(), 1);
+    assert_eq!(
+        server.requests().len(),
+        0,
+        "nothing is sent without a token"
+    );
+    assert_eq!(outcome.delivery.get("google_ads", Outcome::Failed), 1);
+    assert!(outcome.delivery.retryable.is_empty());
+}
+
+#[tokio::test]
+async fn google_ads_partial_failure_per_conversion() {
+    let token_server = StandIn::start().await;
+    token_server.answer_by_default(
+        Scripted::status(200).with_body(r#"{"access_token":"t","expires_in":3600}"#),
+    );
+    let server = StandIn::start().await;
+    server.answer_by_default(
+        Scripted::status(200).with_body(&fixture_text("google_ads_partial_failure.json")),
+    );
+    let pipeline = Pipeline::new(
+        vec![google_ads_route(&server, &token_server)],
+        quick_retry(),
+    );
+    let mut second = fixture("purchase.json");
+    second["event_id"] = json!("000002");
+    let mut third = fixture("purchase.json");
+    third["event_id"] = json!("000003");
+
+    pipeline.collect(&fixture("purchase.json"), None).await;
+    pipeline.collect(&second, None).await;
+    pipeline.collect(&third, None).await;
+    let (_, outcome) = pipeline.process().await;
+
+    assert_eq!(server.requests().len(), 1);
+    // Conversion 1 already exists (done), conversion 2 is too recent (the queue retries it).
+    assert_eq!(outcome.delivery.get("google_ads", Outcome::Accepted), 2);
+    assert_eq!(outcome.delivery.get("google_ads", Outcome::Failed), 1);
+    let retryable: Vec<&str> = outcome
+        .delivery
+        .retryable
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(retryable, ["000003"]);
+}
+
+fn fixture_text(name: &str) -> String {
+    let path = revisit_tests::fixture(&format!("destinations/{name}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}

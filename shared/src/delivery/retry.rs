@@ -100,3 +100,27 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_max() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+
+        for retry in 0..8 {
+            let ceiling = (100u64 << retry).min(1000);
+            for _ in 0..50 {
+                let delay = policy.backoff(retry).as_millis() as u64;
+
+                assert!(delay >= ceiling / 2, "retry {retry}: {delay} ms");
+                assert!(delay <= ceiling, "retry {retry}: {delay} ms");
+            }
+        }
+    }
+}
