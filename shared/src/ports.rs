@@ -99,8 +99,8 @@ pub enum Outcome {
     Sent,
     /// The destination accepted the event.
     Accepted,
-    /// The destination answered 2xx but cannot confirm the event was recorded: GA4's
-    /// `/mp/collect` answers 2xx even for invalid payloads. The event is not sent again.
+    /// The destination returned 2xx but cannot confirm the event was recorded, because GA4's
+    /// `/mp/collect` returns 2xx even for invalid payloads. The event is not sent again.
     Unverified,
     /// A send failed in a way that may pass later and was tried again.
     Retried,

@@ -27,7 +27,7 @@ impl HttpTransport {
     }
 }
 
-/// Whether the request declares a form-encoded body (OAuth token requests).
+/// Tells whether the request declares a form-encoded body (OAuth token requests).
 fn is_form(request: &OutboundRequest) -> bool {
     request.headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("content-type")
@@ -35,7 +35,7 @@ fn is_form(request: &OutboundRequest) -> bool {
     })
 }
 
-/// The string fields of the JSON body and the form credentials, form-encoded.
+/// Encodes the string fields of the JSON body and the form credentials as a form.
 fn form_body(request: &OutboundRequest) -> String {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     if let Some(fields) = request.body.as_object() {

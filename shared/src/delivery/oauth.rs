@@ -38,9 +38,9 @@ impl TokenTransport {
         }
     }
 
-    /// The cached bearer value, or a new one. A token endpoint that fails is answered as the
-    /// API would answer without a valid token: 401 for a refused grant, the endpoint's own
-    /// status for 429 and 5xx, so that delivery retries only what may pass.
+    /// Returns the cached bearer value, or obtains a new one. A failed token request becomes
+    /// the response the API gives without a valid token: 401 for a refused grant, the
+    /// endpoint's own status for 429 and 5xx, so that delivery retries only what may pass.
     async fn bearer(&self) -> Result<Result<Secret, TransportResponse>, TransportError> {
         let mut cached = self.cached.lock().await;
         if let Some(token) = cached.as_ref().filter(|t| t.renew_at > Instant::now()) {
@@ -78,8 +78,8 @@ impl TokenTransport {
         Ok(Ok(bearer))
     }
 
-    /// Sends with a token; the flag tells whether the answer came from the API (`true`) or
-    /// stands for a failed token request (`false`).
+    /// Sends with a token. The flag is `true` when the response came from the API and
+    /// `false` when it replaces a failed token request.
     async fn send_with_token(
         &self,
         request: &OutboundRequest,

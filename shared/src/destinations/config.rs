@@ -47,10 +47,18 @@ impl DestinationsConfig {
     /// Every destination enabled with its defaults, writing to the outbox: local mode
     /// without a file.
     pub fn outbox_only() -> Self {
-        Self::parse(
-            "[klaviyo]\n[meta]\n[ga4]\n[tiktok]\n[pinterest]\n[snapchat]\n[google_ads]\n[microsoft]\n",
-        )
-        .unwrap_or_default()
+        let sections = [
+            "klaviyo",
+            "meta",
+            "ga4",
+            "tiktok",
+            "pinterest",
+            "snapchat",
+            "google_ads",
+            "microsoft",
+        ];
+        let text: String = sections.iter().map(|name| format!("[{name}]\n")).collect();
+        Self::parse(&text).unwrap_or_default()
     }
 
     /// Reads and parses the file at `path`.

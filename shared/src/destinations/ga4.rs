@@ -96,7 +96,7 @@ impl Ga4 {
         }
     }
 
-    /// The stream id of the configured measurement id: `G-ABC123` gives `ABC123`.
+    /// Returns the stream id of the configured measurement id: `G-ABC123` gives `ABC123`.
     fn stream(&self) -> Option<&str> {
         self.config
             .measurement_id
@@ -104,8 +104,8 @@ impl Ga4 {
             .map(|id| id.strip_prefix("G-").unwrap_or(id))
     }
 
-    /// The session id from the `_ga_<stream>` cookie of the configured stream. Without a
-    /// configured stream (outbox mode) the latest session among the visitor's streams is used.
+    /// Reads the session id from the `_ga_<stream>` cookie of the configured stream. Without
+    /// a configured stream (outbox mode) the latest session among the visitor's streams is used.
     pub fn session_id(&self, event: &EnrichedEvent) -> Option<i64> {
         let sessions = event.ga_sessions();
         match self.stream() {
@@ -139,7 +139,7 @@ impl Ga4 {
         if collected.name == EventName::Purchase {
             // GA4 drops a purchase whose transaction_id it has seen before, which is what
             // deduplicates it against the tag's purchase (it sends the order id). An empty
-            // value would merge every purchase, so the event id stands in without an order id.
+            // value would merge every purchase, so the event id replaces a missing order id.
             let transaction = mapping::order_id(event).unwrap_or(&collected.event_id);
             params.insert("transaction_id".into(), json!(transaction));
             if let Some(ecommerce) = &collected.ecommerce {
@@ -261,8 +261,8 @@ impl Destination for Ga4 {
         Ok(())
     }
 
-    /// One request per browser, user id and consent (all three are request-level fields),
-    /// each with at most 25 events and under 130 kB.
+    /// Builds one request per browser, user id and consent (all three are request-level
+    /// fields), each with at most 25 events and under 130 kB.
     fn build(&self, events: &[&EnrichedEvent], now: DateTime<Utc>) -> Vec<OutboundRequest> {
         type Key<'a> = (String, Option<&'a str>, Option<bool>);
         let mut groups: BTreeMap<Key, Vec<&EnrichedEvent>> = BTreeMap::new();
@@ -277,8 +277,8 @@ impl Destination for Ga4 {
             .collect()
     }
 
-    /// `/mp/collect` answers 2xx even for invalid payloads, so a 2xx is accepted but
-    /// unverified. The validation server lists its findings, which reject the request.
+    /// Counts a 2xx as unverified, because `/mp/collect` returns 2xx even for invalid
+    /// payloads. The validation server lists its findings, which reject the request.
     fn classify(&self, _request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         if !(200..300).contains(&response.status) {
             return classify_status(response);
@@ -304,10 +304,10 @@ impl Destination for Ga4 {
     }
 }
 
-/// The GA4 client id: the one gtag stored in `_ga`, so server events join the browser's user
-/// and session. A browser without `_ga` gets `<digits>.<unix seconds>` derived from the
-/// visitor id and first-seen time, the format gtag uses, stable for the visitor. An email or
-/// phone never goes into it.
+/// Returns the GA4 client id: the one gtag stored in `_ga`, so server events join the
+/// browser's user and session. A browser without `_ga` gets `<digits>.<unix seconds>`, the
+/// format gtag uses, derived from the visitor id and first-seen time so that it is stable for
+/// the visitor. An email or phone never goes into it.
 pub fn client_id(event: &EnrichedEvent) -> String {
     if let Some(id) = event.ga_client_id() {
         return id;
@@ -318,9 +318,9 @@ pub fn client_id(event: &EnrichedEvent) -> String {
     format!("{random}.{since}")
 }
 
-/// `user_data` after Google's normalisation: email with gmail dots dropped and phone in
-/// E.164 with `+`, hashed; names hashed without digits or symbols; city, region, postal code
-/// and country in clear.
+/// Builds `user_data` after Google's normalisation. Email (gmail dots dropped), phone (E.164
+/// with `+`) and names (without digits or symbols) are hashed. City, region, postal code and
+/// country stay in clear.
 fn user_data(event: &EnrichedEvent) -> Map<String, Value> {
     let mut data = Map::new();
     if let Some(email) = email_hash(event, hashing::google_email) {

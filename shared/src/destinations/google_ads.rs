@@ -25,7 +25,7 @@ pub const DEFAULT_API_VERSION: &str = "v22";
 pub const DEFAULT_TOKEN_ENDPOINT: &str = "https://oauth2.googleapis.com/token";
 /// `TOO_MANY_CONVERSIONS_IN_REQUEST` above 2,000.
 const MAX_BATCH: usize = 2000;
-/// The longest click-through window a conversion action can have.
+/// The maximum click-through window of a conversion action.
 const CLICK_MAX_AGE_DAYS: i64 = 90;
 /// Enhancements must arrive within 24 hours of the conversion.
 const ENHANCEMENT_MAX_AGE_HOURS: i64 = 24;
@@ -90,7 +90,7 @@ impl Default for GoogleAdsConfig {
     }
 }
 
-/// Which Google click id a conversion carries.
+/// The Google click id a conversion carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Click {
     Gclid(String),
@@ -109,7 +109,7 @@ impl GoogleAds {
         Self { config }
     }
 
-    /// The token request for the configured OAuth credentials, with the secrets kept apart.
+    /// Builds the token request for the configured OAuth credentials, secrets kept apart.
     pub fn token_request(&self) -> Option<OutboundRequest> {
         let oauth = self.config.oauth.as_ref()?;
         Some(OutboundRequest {
@@ -337,7 +337,7 @@ impl Destination for GoogleAds {
         requests
     }
 
-    /// A 200 may carry `partialFailureError` whose details name failed conversions by index.
+    /// Reads failed conversions by index from a 200's `partialFailureError` details.
     fn classify(&self, request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         if !(200..300).contains(&response.status) {
             let verdict = classify_status(response);
@@ -393,7 +393,7 @@ impl Destination for GoogleAds {
     }
 }
 
-/// The first value of an error's `errorCode` object, such as `TOO_RECENT_EVENT`.
+/// Returns the first value of an error's `errorCode` object, such as `TOO_RECENT_EVENT`.
 fn error_code(error: &Value) -> String {
     error["errorCode"]
         .as_object()

@@ -19,7 +19,7 @@ pub fn hash_with(value: &str, normalize: impl Fn(&str) -> Option<String>) -> Opt
     normalize(trimmed).map(|normalized| sha256_hex(&normalized))
 }
 
-/// The visitor's email hashed under `rule`. A raw email wins over a pre-hashed one, which is
+/// Hashes the visitor's email under `rule`. A raw email wins over a pre-hashed one, which is
 /// passed on as it arrived when no raw email is known.
 pub fn email_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
     event
@@ -28,7 +28,8 @@ pub fn email_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
         .or_else(|| event.identity_value(keys::EMAIL_SHA256).map(str::to_owned))
 }
 
-/// The visitor's phone (stored in E.164) hashed under `rule`, else the pre-hashed phone.
+/// Hashes the visitor's phone (stored in E.164) under `rule`, else returns the pre-hashed
+/// phone.
 pub fn phone_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
     event
         .phone()
@@ -36,14 +37,14 @@ pub fn phone_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
         .or_else(|| event.identity_value(keys::PHONE_SHA256).map(str::to_owned))
 }
 
-/// The identity value under `key` hashed under `rule`.
+/// Hashes the identity value under `key` under `rule`.
 pub fn field_hash(event: &EnrichedEvent, key: &str, rule: Rule) -> Option<String> {
     event
         .identity_value(key)
         .and_then(|value| hash_with(value, rule))
 }
 
-/// The identity value under `key` normalised under `rule`, in clear.
+/// Normalises the identity value under `key` under `rule`, in clear.
 pub fn field_clear(event: &EnrichedEvent, key: &str, rule: Rule) -> Option<String> {
     event.identity_value(key).and_then(rule)
 }

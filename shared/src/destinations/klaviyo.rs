@@ -270,7 +270,7 @@ impl Destination for Klaviyo {
     }
 }
 
-/// Where an operation's body keeps the profile's attributes.
+/// Returns the JSON pointer to the profile's attributes in an operation's body.
 fn profile_pointer(operation: &str) -> Option<&'static str> {
     match operation {
         "create_event" => Some("/data/attributes/profile/data/attributes"),

@@ -8,10 +8,10 @@ use crate::attribution::{self, CLICK_IDS};
 use crate::enrich::EnrichedEvent;
 use crate::event::Product;
 
-/// A click id for the event, preferring the event's own page URL (a beacon's request URL
-/// has no query, so the landing parameters sit in the page URL), then the value remembered
-/// for the visitor, then the platform's cookie as the pixel reported it. `key` is the stored
-/// key (`epik`, `ttclid`, `sccid`, `msclkid`, `gclid`, ...).
+/// Returns a click id for the event. The event's own page URL comes first, because a
+/// beacon's request URL has no query and the landing parameters sit in the page URL. Then
+/// come the value remembered for the visitor and the platform's cookie as the pixel reported
+/// it. `key` is the stored key (`epik`, `ttclid`, `sccid`, `msclkid`, `gclid`, ...).
 pub fn click_id(event: &EnrichedEvent, key: &str, cookie: Option<&str>) -> Option<String> {
     let param = CLICK_IDS.iter().find(|kind| kind.key == key)?.param;
     let from_url = event
@@ -30,7 +30,7 @@ pub fn click_id(event: &EnrichedEvent, key: &str, cookie: Option<&str>) -> Optio
         })
 }
 
-/// The event's products; empty for events without an ecommerce block.
+/// Returns the event's products, empty for events without an ecommerce block.
 pub fn products(event: &EnrichedEvent) -> &[Product] {
     event
         .event
@@ -62,7 +62,7 @@ pub fn order_id(event: &EnrichedEvent) -> Option<&str> {
         .and_then(|e| e.order_id.as_deref())
 }
 
-/// The ids of the event's products.
+/// Returns the ids of the event's products.
 pub fn content_ids(event: &EnrichedEvent) -> Vec<&str> {
     products(event)
         .iter()
@@ -70,8 +70,8 @@ pub fn content_ids(event: &EnrichedEvent) -> Vec<&str> {
         .collect()
 }
 
-/// The marketing consent the page stated: `Some(true)` granted, `Some(false)` denied, `None`
-/// when the page did not say. Destinations forward only what was stated.
+/// Returns the marketing consent the page stated: `Some(true)` granted, `Some(false)`
+/// denied, `None` when the page stated none. Destinations forward only what was stated.
 pub fn marketing_consent(event: &EnrichedEvent) -> Option<bool> {
     event.event.consent.marketing
 }
@@ -81,7 +81,8 @@ pub fn google_consent(granted: bool) -> &'static str {
     if granted { "GRANTED" } else { "DENIED" }
 }
 
-/// A money amount as a JSON string, for platforms that take decimals as text (Pinterest).
+/// Writes a money amount as a JSON string, for platforms that take decimals as text
+/// (Pinterest).
 pub fn amount_text(value: f64) -> Value {
     json!(amount(value).to_string())
 }
