@@ -180,6 +180,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<Report> {
     progress.finish_and_clear();
     report.browsers = browsers.len() as u64;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.log_destinations();
     Ok(report)
 }
 

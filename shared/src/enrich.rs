@@ -42,6 +42,10 @@ pub struct EnrichedEvent {
     /// For each field filled from the profile (`identity.email`, `click_ids.fbc`,
     /// `utm.utm_source`), the event that supplied it.
     pub lineage: BTreeMap<String, Lineage>,
+    /// Unix milliseconds when the visitor was first seen; stable per visitor, so destinations
+    /// can derive ids from it (GA4's client id when the browser has no `_ga` cookie).
+    #[serde(default)]
+    pub visitor_since_ms: i64,
 }
 
 impl EnrichedEvent {
@@ -136,6 +140,7 @@ impl EnrichedEvent {
             first_touch,
             last_touch,
             lineage,
+            visitor_since_ms: profile.created_ms,
         }
     }
 

@@ -97,8 +97,11 @@ pub trait IdentityIndex: Send + Sync + std::fmt::Debug {
 pub enum Outcome {
     /// A request carrying the event was sent.
     Sent,
-    /// The destination accepted the event (2xx). GA4 answers 2xx even for invalid payloads.
+    /// The destination accepted the event.
     Accepted,
+    /// The destination returned 2xx but cannot confirm the event was recorded, because GA4's
+    /// `/mp/collect` returns 2xx even for invalid payloads. The event is not sent again.
+    Unverified,
     /// A send failed in a way that may pass later and was tried again.
     Retried,
     /// The destination rejected the event or retries ran out.
@@ -114,9 +117,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Self::Sent,
         Self::Accepted,
+        Self::Unverified,
         Self::Retried,
         Self::Failed,
         Self::Expired,
@@ -129,6 +133,7 @@ impl Outcome {
         match self {
             Self::Sent => "sent",
             Self::Accepted => "accepted",
+            Self::Unverified => "unverified",
             Self::Retried => "retried",
             Self::Failed => "failed",
             Self::Expired => "expired",

@@ -35,7 +35,17 @@ fn klaviyo_event(requests: &[RecordedRequest], event_id: &str) -> Option<Value> 
         .find(|body| body["data"]["attributes"]["unique_id"] == event_id)
 }
 
-async fn send(harness: &Harness, events: Value) {
+/// Posts events, giving each a page URL when it has none: Meta requires one for website events.
+async fn send(harness: &Harness, mut events: Value) {
+    let items = match events.as_array_mut() {
+        Some(items) => items.iter_mut().collect::<Vec<_>>(),
+        None => vec![&mut events],
+    };
+    for item in items {
+        if item.pointer("/context/page_url").is_none() {
+            item["context"]["page_url"] = json!("https://www.shop.example/account");
+        }
+    }
     let answer = harness.post(&events.to_string(), &[JSON]).await;
     assert_eq!(answer.status, 202, "{}", answer.body);
     assert_eq!(answer.body["rejected"], json!([]));
@@ -215,9 +225,9 @@ async fn meta_times_are_seconds_and_old_events_dropped() {
     let harness = Harness::start(received_at(), &[]).await;
     let now = 1_700_000_000_i64;
     let batch = json!([
-        {"event": "dl_view_item", "event_id": "ahead", "event_time": now + 3600},
-        {"event": "dl_view_item", "event_id": "old", "event_time": now - 8 * 86_400},
-        {"event": "dl_view_item", "event_id": "millis", "event_time": now * 1000 + 123}
+        {"event": "dl_view_item", "event_id": "ahead", "event_time": now + 3600, "context": {"page_url": "https://www.shop.example/p/1"}},
+        {"event": "dl_view_item", "event_id": "old", "event_time": now - 8 * 86_400, "context": {"page_url": "https://www.shop.example/p/2"}},
+        {"event": "dl_view_item", "event_id": "millis", "event_time": now * 1000 + 123, "context": {"page_url": "https://www.shop.example/p/3"}}
     ]);
 
     let answer = harness.post(&batch.to_string(), &[JSON]).await;

@@ -6,8 +6,14 @@ use revisit_tests::Scripted;
 use revisit_tests::harness::Harness;
 use serde_json::json;
 
-fn subscribe(event_id: &str, email: &str) -> serde_json::Value {
-    json!({"event": "dl_sign_up", "event_id": event_id, "user_properties": {"customer_email": email}})
+/// An event that Klaviyo takes as one Create Event request.
+fn add_to_cart(event_id: &str, email: &str) -> serde_json::Value {
+    json!({
+        "event": "dl_add_to_cart",
+        "event_id": event_id,
+        "user_properties": {"customer_email": email},
+        "context": {"page_url": "https://www.shop.example/cart"}
+    })
 }
 
 #[tokio::test]
@@ -19,15 +25,15 @@ async fn failure_holds_back_same_visitor_only() {
     .await;
     let json = ("content-type", "application/json");
     let a1 = harness
-        .post(&subscribe("a-1", "a@example.com").to_string(), &[json])
+        .post(&add_to_cart("a-1", "a@example.com").to_string(), &[json])
         .await;
     let a_cookie = a1.visitor_cookie();
     harness
-        .post(&subscribe("b-1", "b@example.com").to_string(), &[json])
+        .post(&add_to_cart("b-1", "b@example.com").to_string(), &[json])
         .await;
     harness
         .post(
-            &subscribe("a-2", "a@example.com").to_string(),
+            &add_to_cart("a-2", "a@example.com").to_string(),
             &[json, ("cookie", &a_cookie)],
         )
         .await;

@@ -109,6 +109,19 @@ impl Report {
         }
     }
 
+    /// Logs one line per destination with its mode and outcome counts.
+    pub fn log_destinations(&self) {
+        for (name, destination) in &self.destinations {
+            tracing::info!(
+                destination = name.as_str(),
+                mode = destination.mode,
+                identifiable = destination.identifiable,
+                outcomes = ?destination.outcomes,
+                "replay delivery outcomes"
+            );
+        }
+    }
+
     /// The report as a text table.
     pub fn render(&self) -> String {
         let mut text = String::new();

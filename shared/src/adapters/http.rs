@@ -27,6 +27,32 @@ impl HttpTransport {
     }
 }
 
+/// Tells whether the request declares a form-encoded body (OAuth token requests).
+fn is_form(request: &OutboundRequest) -> bool {
+    request.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type")
+            && value.starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// Encodes the string fields of the JSON body and the form credentials as a form.
+fn form_body(request: &OutboundRequest) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(fields) = request.body.as_object() {
+        for (name, value) in fields {
+            if let Some(text) = value.as_str() {
+                form.append_pair(name, text);
+            }
+        }
+    }
+    for (placement, secret) in &request.secrets {
+        if let SecretPlacement::Form(name) = placement {
+            form.append_pair(name, secret.expose());
+        }
+    }
+    form.finish()
+}
+
 #[async_trait]
 impl Transport for HttpTransport {
     async fn send(&self, request: &OutboundRequest) -> Result<TransportResponse, TransportError> {
@@ -50,10 +76,14 @@ impl Transport for HttpTransport {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let body = serde_json::to_vec(&request.body).map_err(|error| TransportError::Invalid {
-            destination: destination.clone(),
-            source: Box::new(error),
-        })?;
+        let body = if is_form(request) {
+            form_body(request).into_bytes()
+        } else {
+            serde_json::to_vec(&request.body).map_err(|error| TransportError::Invalid {
+                destination: destination.clone(),
+                source: Box::new(error),
+            })?
+        };
         let response = builder.body(body).send().await.map_err(|error| {
             if error.is_timeout() {
                 TransportError::Timeout {

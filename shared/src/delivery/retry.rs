@@ -1,6 +1,6 @@
 //! Retries with exponential backoff and jitter, within a time budget per request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -15,7 +15,8 @@ pub struct RetryPolicy {
     /// Backoff before the first retry; doubled for each later one.
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// Total time a request may spend waiting between attempts.
+    /// Total time a request may take, attempts and waits together: no retry starts when its
+    /// wait would end past the budget.
     pub budget: Duration,
 }
 
@@ -38,13 +39,19 @@ pub struct SendResult {
 }
 
 impl RetryPolicy {
-    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx answers. A
-    /// `Retry-After` longer than the remaining budget ends the retries at once.
+    /// Sends `request`, retrying timeouts, connection errors, 429 and 5xx responses. The wait
+    /// is the platform's `Retry-After` when it sent one, else the backoff; a wait that would
+    /// end past the budget ends the retries at once, leaving the event to the queue.
     pub async fn send(&self, route: &Route, request: &OutboundRequest) -> SendResult {
-        let mut waited = Duration::ZERO;
+        let started = Instant::now();
         let mut retries = 0;
         loop {
             let verdict = match route.transport.send(request).await {
+                // The outbox only records the request, so its response is not read as the
+                // platform's.
+                Ok(response) if !route.live && (200..300).contains(&response.status) => {
+                    Verdict::Accepted
+                }
                 Ok(response) => route.destination.classify(request, &response),
                 Err(error) if error.is_retryable() => Verdict::Retry {
                     after: None,
@@ -59,7 +66,7 @@ impl RetryPolicy {
             };
             let delay = after.unwrap_or_else(|| self.backoff(retries));
             let attempts = retries + 1;
-            if attempts >= self.max_attempts || waited + delay > self.budget {
+            if attempts >= self.max_attempts || started.elapsed() + delay > self.budget {
                 return SendResult {
                     verdict: Verdict::Retry { after, reason },
                     retries,
@@ -67,7 +74,6 @@ impl RetryPolicy {
             }
             tracing::debug!(destination = request.destination, attempt = attempts, delay_ms = delay.as_millis() as u64, reason = %reason, "retrying request");
             tokio::time::sleep(delay).await;
-            waited += delay;
             retries += 1;
         }
     }
@@ -93,4 +99,28 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_max() {
+        let policy = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..RetryPolicy::default()
+        };
+
+        for retry in 0..8 {
+            let ceiling = (100u64 << retry).min(1000);
+            for _ in 0..50 {
+                let delay = policy.backoff(retry).as_millis() as u64;
+
+                assert!(delay >= ceiling / 2, "retry {retry}: {delay} ms");
+                assert!(delay <= ceiling, "retry {retry}: {delay} ms");
+            }
+        }
+    }
 }

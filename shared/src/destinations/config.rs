@@ -1,81 +1,64 @@
 //! The destinations file (TOML): which platforms receive events and with what settings.
 //! Credentials are never written in the file, only references to where they live.
 
+mod sections;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::klaviyo::{self, Klaviyo, KlaviyoConfig};
-use super::meta::{self, Meta, MetaConfig};
+use super::ga4::Ga4;
+use super::google_ads::GoogleAds;
+use super::klaviyo::Klaviyo;
+use super::meta::Meta;
+use super::microsoft::Microsoft;
+use super::pinterest::Pinterest;
+use super::snapchat::Snapchat;
+use super::tiktok::TikTok;
 use super::{Destination, Secret};
 use crate::config::ConfigError;
 use crate::delivery::Route;
+use crate::delivery::oauth::TokenTransport;
 use crate::ports::Transport;
 
-/// The parsed destinations file. A destination without credentials writes to the outbox.
+pub use sections::{
+    Ga4Section, GoogleAdsSection, KlaviyoSection, MetaSection, MicrosoftSection, PinterestSection,
+    SnapchatSection, TikTokSection,
+};
+
+/// The parsed destinations file, one optional section per platform. A destination without
+/// credentials writes to the outbox.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationsConfig {
     pub klaviyo: Option<KlaviyoSection>,
     pub meta: Option<MetaSection>,
-}
-
-/// `[klaviyo]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KlaviyoSection {
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// Private API key reference, `env:NAME` or `ssm:/parameter/name`.
-    pub api_key: Option<String>,
-    pub endpoint: Option<String>,
-    pub revision: Option<String>,
-    pub subscribe_list_id: Option<String>,
-    #[serde(default = "enabled")]
-    pub send_page_views: bool,
-}
-
-/// `[meta]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetaSection {
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    pub pixel_id: Option<String>,
-    /// Access token reference, `env:NAME` or `ssm:/parameter/name`.
-    pub access_token: Option<String>,
-    pub endpoint: Option<String>,
-    pub api_version: Option<String>,
-    pub test_event_code: Option<String>,
-}
-
-fn enabled() -> bool {
-    true
+    pub ga4: Option<Ga4Section>,
+    pub tiktok: Option<TikTokSection>,
+    pub pinterest: Option<PinterestSection>,
+    pub snapchat: Option<SnapchatSection>,
+    pub google_ads: Option<GoogleAdsSection>,
+    pub microsoft: Option<MicrosoftSection>,
 }
 
 impl DestinationsConfig {
-    /// Every destination enabled, writing to the outbox: local mode without a file.
+    /// Every destination enabled with its defaults, writing to the outbox: local mode
+    /// without a file.
     pub fn outbox_only() -> Self {
-        Self {
-            klaviyo: Some(KlaviyoSection {
-                enabled: true,
-                api_key: None,
-                endpoint: None,
-                revision: None,
-                subscribe_list_id: None,
-                send_page_views: true,
-            }),
-            meta: Some(MetaSection {
-                enabled: true,
-                pixel_id: None,
-                access_token: None,
-                endpoint: None,
-                api_version: None,
-                test_event_code: None,
-            }),
-        }
+        let sections = [
+            "klaviyo",
+            "meta",
+            "ga4",
+            "tiktok",
+            "pinterest",
+            "snapchat",
+            "google_ads",
+            "microsoft",
+        ];
+        let text: String = sections.iter().map(|name| format!("[{name}]\n")).collect();
+        Self::parse(&text).unwrap_or_default()
     }
 
     /// Reads and parses the file at `path`.
@@ -100,9 +83,34 @@ impl DestinationsConfig {
 
     /// Every credential reference in the file, for resolving them in one go.
     pub fn secret_refs(&self) -> Vec<String> {
-        let klaviyo = self.klaviyo.iter().filter_map(|k| k.api_key.clone());
-        let meta = self.meta.iter().filter_map(|m| m.access_token.clone());
-        klaviyo.chain(meta).collect()
+        let mut refs: Vec<Option<&String>> = Vec::new();
+        if let Some(section) = &self.klaviyo {
+            refs.push(section.api_key.as_ref());
+        }
+        if let Some(section) = &self.meta {
+            refs.push(section.access_token.as_ref());
+        }
+        if let Some(section) = &self.ga4 {
+            refs.push(section.api_secret.as_ref());
+        }
+        if let Some(section) = &self.tiktok {
+            refs.push(section.access_token.as_ref());
+        }
+        if let Some(section) = &self.pinterest {
+            refs.push(section.access_token.as_ref());
+        }
+        if let Some(section) = &self.snapchat {
+            refs.push(section.access_token.as_ref());
+        }
+        if let Some(section) = &self.google_ads {
+            refs.push(section.developer_token.as_ref());
+            refs.push(section.client_secret.as_ref());
+            refs.push(section.refresh_token.as_ref());
+        }
+        if let Some(section) = &self.microsoft {
+            refs.push(section.api_token.as_ref());
+        }
+        refs.into_iter().flatten().cloned().collect()
     }
 }
 
@@ -146,146 +154,58 @@ pub fn build_destinations(
     outbox: Arc<dyn Transport>,
 ) -> Result<Vec<Route>, ConfigError> {
     let mut routes = Vec::new();
-    let route = |destination: Arc<dyn Destination>, live: bool| Route {
-        destination,
-        transport: if live {
-            Arc::clone(&http)
-        } else {
-            Arc::clone(&outbox)
-        },
-        live,
+    let mut add = |destination: Arc<dyn Destination>, transport: Option<Arc<dyn Transport>>| {
+        let live = transport.is_some();
+        let transport = transport.unwrap_or_else(|| Arc::clone(&outbox));
+        routes.push(Route {
+            destination,
+            transport,
+            live,
+        });
     };
+    let live = |credentials: bool| credentials.then(|| Arc::clone(&http));
     if let Some(section) = config.klaviyo.as_ref().filter(|s| s.enabled) {
-        let klaviyo_config = klaviyo_config(section, resolved)?;
-        let live = klaviyo_config.api_key.is_some();
-        routes.push(route(Arc::new(Klaviyo::new(klaviyo_config)), live));
+        let settings = section.build(resolved)?;
+        let transport = live(settings.api_key.is_some());
+        add(Arc::new(Klaviyo::new(settings)), transport);
     }
     if let Some(section) = config.meta.as_ref().filter(|s| s.enabled) {
-        let meta_config = meta_config(section, resolved)?;
-        let live = meta_config.access_token.is_some();
-        routes.push(route(Arc::new(Meta::new(meta_config)), live));
+        let settings = section.build(resolved)?;
+        let transport = live(settings.access_token.is_some());
+        add(Arc::new(Meta::new(settings)), transport);
+    }
+    if let Some(section) = config.ga4.as_ref().filter(|s| s.enabled) {
+        let settings = section.build(resolved)?;
+        let transport = live(settings.api_secret.is_some());
+        add(Arc::new(Ga4::new(settings)), transport);
+    }
+    if let Some(section) = config.tiktok.as_ref().filter(|s| s.enabled) {
+        let settings = section.build(resolved)?;
+        let transport = live(settings.access_token.is_some());
+        add(Arc::new(TikTok::new(settings)), transport);
+    }
+    if let Some(section) = config.pinterest.as_ref().filter(|s| s.enabled) {
+        let settings = section.build(resolved)?;
+        let transport = live(settings.access_token.is_some());
+        add(Arc::new(Pinterest::new(settings)), transport);
+    }
+    if let Some(section) = config.snapchat.as_ref().filter(|s| s.enabled) {
+        let settings = section.build(resolved)?;
+        let transport = live(settings.access_token.is_some());
+        add(Arc::new(Snapchat::new(settings)), transport);
+    }
+    if let Some(section) = config.google_ads.as_ref().filter(|s| s.enabled) {
+        let google_ads = GoogleAds::new(section.build(resolved)?);
+        // Google Ads authorises with short-lived OAuth tokens obtained per deployment.
+        let transport = google_ads.token_request().map(|token_request| {
+            Arc::new(TokenTransport::new(Arc::clone(&http), token_request)) as Arc<dyn Transport>
+        });
+        add(Arc::new(google_ads), transport);
+    }
+    if let Some(section) = config.microsoft.as_ref().filter(|s| s.enabled) {
+        let settings = section.build(resolved)?;
+        let transport = live(settings.api_token.is_some());
+        add(Arc::new(Microsoft::new(settings)), transport);
     }
     Ok(routes)
-}
-
-fn klaviyo_config(
-    section: &KlaviyoSection,
-    resolved: &BTreeMap<String, Secret>,
-) -> Result<KlaviyoConfig, ConfigError> {
-    let api_key = section
-        .api_key
-        .as_deref()
-        .map(|reference| resolve_secret("klaviyo.api_key", reference, resolved))
-        .transpose()?;
-    let revision = section
-        .revision
-        .clone()
-        .unwrap_or_else(|| klaviyo::REVISION.into());
-    let valid_revision = revision.len() >= 10
-        && chrono::NaiveDate::parse_from_str(&revision[..10], "%Y-%m-%d").is_ok()
-        && (revision.len() == 10 || revision[10..].starts_with('.'));
-    if !valid_revision {
-        return Err(ConfigError::new(
-            "klaviyo.revision",
-            format!("{revision:?} is not YYYY-MM-DD[.suffix]"),
-        ));
-    }
-    if section
-        .subscribe_list_id
-        .as_deref()
-        .is_some_and(|id| id.trim().is_empty())
-    {
-        return Err(ConfigError::new(
-            "klaviyo.subscribe_list_id",
-            "must not be empty",
-        ));
-    }
-    Ok(KlaviyoConfig {
-        api_key,
-        endpoint: endpoint(
-            "klaviyo.endpoint",
-            section.endpoint.as_deref(),
-            klaviyo::DEFAULT_ENDPOINT,
-        )?,
-        revision,
-        subscribe_list_id: section.subscribe_list_id.clone(),
-        send_page_views: section.send_page_views,
-    })
-}
-
-fn meta_config(
-    section: &MetaSection,
-    resolved: &BTreeMap<String, Secret>,
-) -> Result<MetaConfig, ConfigError> {
-    let access_token = section
-        .access_token
-        .as_deref()
-        .map(|reference| resolve_secret("meta.access_token", reference, resolved))
-        .transpose()?;
-    let pixel_id = section.pixel_id.clone();
-    match pixel_id.as_deref() {
-        Some(id) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) => {
-            return Err(ConfigError::new(
-                "meta.pixel_id",
-                format!("{id:?} is not a numeric dataset id"),
-            ));
-        }
-        None if access_token.is_some() => {
-            return Err(ConfigError::new(
-                "meta.pixel_id",
-                "is required when meta.access_token is set",
-            ));
-        }
-        _ => {}
-    }
-    let api_version = section
-        .api_version
-        .clone()
-        .unwrap_or_else(|| meta::DEFAULT_API_VERSION.into());
-    let valid_version = api_version
-        .strip_prefix('v')
-        .and_then(|rest| rest.split_once('.'))
-        .is_some_and(|(major, minor)| major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok());
-    if !valid_version {
-        return Err(ConfigError::new(
-            "meta.api_version",
-            format!("{api_version:?} is not like v25.0"),
-        ));
-    }
-    if section
-        .test_event_code
-        .as_deref()
-        .is_some_and(|code| code.trim().is_empty())
-    {
-        return Err(ConfigError::new(
-            "meta.test_event_code",
-            "must not be empty",
-        ));
-    }
-    Ok(MetaConfig {
-        pixel_id,
-        access_token,
-        endpoint: endpoint(
-            "meta.endpoint",
-            section.endpoint.as_deref(),
-            meta::DEFAULT_ENDPOINT,
-        )?,
-        api_version,
-        test_event_code: section.test_event_code.clone(),
-    })
-}
-
-fn endpoint(setting: &str, value: Option<&str>, default: &str) -> Result<String, ConfigError> {
-    let Some(value) = value else {
-        return Ok(default.to_owned());
-    };
-    match url::Url::parse(value) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => {
-            Ok(value.trim_end_matches('/').to_owned())
-        }
-        _ => Err(ConfigError::new(
-            setting,
-            format!("{value:?} is not an http or https URL"),
-        )),
-    }
 }

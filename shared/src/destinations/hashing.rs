@@ -2,7 +2,12 @@
 //! hash phones as digits only, Google and TikTok hash E.164 with the `+`, and only Google drops
 //! the dots of Gmail addresses. Values that arrive already hashed are passed on unchanged.
 
+use crate::enrich::EnrichedEvent;
 use crate::identity::normalize::{is_sha256_hex, sha256_hex};
+use crate::profile::keys;
+
+/// A normalisation rule: the value a platform hashes, or `None` when nothing usable is left.
+pub type Rule = fn(&str) -> Option<String>;
 
 /// Hashes `value` after `normalize`, unless it already is a SHA-256 hex digest, which is
 /// passed through in lower case. Returns `None` when normalisation leaves nothing.
@@ -12,6 +17,36 @@ pub fn hash_with(value: &str, normalize: impl Fn(&str) -> Option<String>) -> Opt
         return Some(trimmed.to_ascii_lowercase());
     }
     normalize(trimmed).map(|normalized| sha256_hex(&normalized))
+}
+
+/// Hashes the visitor's email under `rule`. A raw email wins over a pre-hashed one, which is
+/// passed on as it arrived when no raw email is known.
+pub fn email_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
+    event
+        .email()
+        .and_then(|email| hash_with(email, rule))
+        .or_else(|| event.identity_value(keys::EMAIL_SHA256).map(str::to_owned))
+}
+
+/// Hashes the visitor's phone (stored in E.164) under `rule`, else returns the pre-hashed
+/// phone.
+pub fn phone_hash(event: &EnrichedEvent, rule: Rule) -> Option<String> {
+    event
+        .phone()
+        .and_then(|phone| hash_with(phone, rule))
+        .or_else(|| event.identity_value(keys::PHONE_SHA256).map(str::to_owned))
+}
+
+/// Hashes the identity value under `key` under `rule`.
+pub fn field_hash(event: &EnrichedEvent, key: &str, rule: Rule) -> Option<String> {
+    event
+        .identity_value(key)
+        .and_then(|value| hash_with(value, rule))
+}
+
+/// Normalises the identity value under `key` under `rule`, in clear.
+pub fn field_clear(event: &EnrichedEvent, key: &str, rule: Rule) -> Option<String> {
+    event.identity_value(key).and_then(rule)
 }
 
 /// Email for every platform except Google: trimmed and lower-cased.
@@ -64,8 +99,8 @@ pub fn meta_city(value: &str) -> Option<String> {
     (!city.is_empty()).then_some(city)
 }
 
-/// State for Meta: the two-letter code in lower case.
-pub fn meta_state(value: &str) -> Option<String> {
+/// State for Meta, Pinterest and Snapchat: the two-letter code in lower case.
+pub fn state_code(value: &str) -> Option<String> {
     let letters: String = value
         .to_lowercase()
         .chars()
@@ -86,10 +121,56 @@ pub fn meta_zip(value: &str, country: Option<&str>) -> Option<String> {
     (!zip.is_empty()).then_some(zip)
 }
 
-/// Country for Meta: ISO 3166 alpha-2 in lower case.
-pub fn meta_country(value: &str) -> Option<String> {
+/// Country for Meta, Pinterest and Snapchat: ISO 3166 alpha-2 in lower case.
+pub fn country_code(value: &str) -> Option<String> {
     let code = value.trim().to_ascii_lowercase();
     (code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic())).then_some(code)
+}
+
+/// Name for Google and Snapchat: lower case, digits and symbols removed, inner spaces kept
+/// (Google's user-provided data rules; Snapchat's "no punctuation, UTF-8", so `Raphaël`
+/// stays `raphaël`).
+pub fn letters_name(value: &str) -> Option<String> {
+    let kept: String = value
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphabetic() || c.is_whitespace())
+        .collect();
+    let name = kept.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!name.is_empty()).then_some(name)
+}
+
+/// Trimmed and lower-cased text (Pinterest and TikTok names, Snapchat cities).
+pub fn lower_text(value: &str) -> Option<String> {
+    let text = value.trim().to_lowercase();
+    (!text.is_empty()).then_some(text)
+}
+
+/// Lower-case letters and digits only: Pinterest's city without spaces or punctuation, and
+/// the clear city, state and country TikTok takes.
+pub fn compact_lower(value: &str) -> Option<String> {
+    let text: String = value
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// Zip for Pinterest: digits only, the part before a dash. Postcodes with letters (UK,
+/// Canada) keep their letters in lower case without spaces, since digits alone would merge
+/// unrelated codes.
+pub fn pinterest_zip(value: &str) -> Option<String> {
+    let head = value.split('-').next().unwrap_or_default();
+    let zip: String = if head.chars().any(char::is_alphabetic) {
+        head.to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect()
+    } else {
+        head.chars().filter(char::is_ascii_digit).collect()
+    };
+    (!zip.is_empty()).then_some(zip)
 }
 
 /// External id: trimmed and lower-cased before hashing.
@@ -156,11 +237,28 @@ mod tests {
     #[test]
     fn meta_address_rules() {
         assert_eq!(meta_city("New York 2").as_deref(), Some("newyork"));
-        assert_eq!(meta_state(" CA ").as_deref(), Some("ca"));
-        assert_eq!(meta_state("California"), None);
+        assert_eq!(state_code(" CA ").as_deref(), Some("ca"));
+        assert_eq!(state_code("California"), None);
         assert_eq!(meta_zip("94107-1234", Some("US")).as_deref(), Some("94107"));
         assert_eq!(meta_zip("SW1A 1AA", Some("GB")).as_deref(), Some("sw1a1aa"));
-        assert_eq!(meta_country("GB").as_deref(), Some("gb"));
+        assert_eq!(country_code("GB").as_deref(), Some("gb"));
         assert_eq!(meta_name(" Mary-Ann ").as_deref(), Some("maryann"));
+    }
+
+    #[test]
+    fn name_rules_by_platform() {
+        assert_eq!(letters_name(" Raphaël 2nd ").as_deref(), Some("raphaël nd"));
+        assert_eq!(letters_name("Mary-Ann").as_deref(), Some("maryann"));
+        assert_eq!(lower_text(" Mary Ann ").as_deref(), Some("mary ann"));
+        assert_eq!(
+            compact_lower("San Francisco").as_deref(),
+            Some("sanfrancisco")
+        );
+    }
+
+    #[test]
+    fn pinterest_zip_keeps_digits_or_postcode_letters() {
+        assert_eq!(pinterest_zip("94107-1234").as_deref(), Some("94107"));
+        assert_eq!(pinterest_zip("SW1A 1AA").as_deref(), Some("sw1a1aa"));
     }
 }

@@ -1,14 +1,17 @@
-//! Klaviyo: one Create Event request per event (`POST /api/events`), plus a Subscribe Profiles
-//! job for `dl_subscribe` when a list is configured. Identifiers go in clear; the phone in E.164.
-//! Contract: Klaviyo's OpenAPI documents for `create_event` and `bulk_subscribe_profiles`,
-//! revision 2026-07-15.
+//! Klaviyo: one Create Event request per event (`POST /api/events`), a profile upsert
+//! (`POST /api/profile-import`) for sign-ups and logins, and a Subscribe Profiles job for
+//! `dl_subscribe` when a list is configured. Identifiers go in clear; the phone in E.164.
+//! Contract: Klaviyo's OpenAPI documents for `create_event`, `create_or_update_profile` and
+//! `bulk_subscribe_profiles`, revision 2026-07-15.
+
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{
     Destination, OutboundRequest, Secret, SecretPlacement, Skip, TransportResponse, Verdict,
-    classify_status,
+    amount, classify_status,
 };
 use crate::enrich::EnrichedEvent;
 use crate::event::{EventName, LeadType, Purpose};
@@ -32,6 +35,7 @@ pub struct KlaviyoConfig {
     pub subscribe_list_id: Option<String>,
     /// Whether page views (`dl_user_data`) are sent as `Active on Site`.
     pub send_page_views: bool,
+    pub retry_budget: Option<Duration>,
 }
 
 impl Default for KlaviyoConfig {
@@ -42,6 +46,7 @@ impl Default for KlaviyoConfig {
             revision: REVISION.into(),
             subscribe_list_id: None,
             send_page_views: true,
+            retry_budget: None,
         }
     }
 }
@@ -126,13 +131,24 @@ impl Klaviyo {
         if let Some(ecommerce) = &collected.ecommerce
             && let Some(value) = ecommerce.value
         {
-            attributes["value"] = json!(value);
+            attributes["value"] = amount(value);
             if let Some(currency) = &ecommerce.currency {
                 attributes["value_currency"] = json!(currency);
             }
         }
         let body = json!({"data": {"type": "event", "attributes": attributes}});
         self.request("create_event", "/api/events", body, &collected.event_id)
+    }
+
+    /// Create-or-update of the profile with everything known about the visitor.
+    fn profile_import(&self, event: &EnrichedEvent) -> OutboundRequest {
+        let body = json!({"data": {"type": "profile", "attributes": profile_attributes(event)}});
+        self.request(
+            "create_or_update_profile",
+            "/api/profile-import",
+            body,
+            &event.event.event_id,
+        )
     }
 
     fn subscribe(&self, event: &EnrichedEvent, list_id: &str) -> Option<OutboundRequest> {
@@ -203,6 +219,10 @@ impl Destination for Klaviyo {
         let mut requests = Vec::new();
         for event in events {
             requests.push(self.create_event(event, now));
+            let identifies = matches!(event.event.name, EventName::SignUp | EventName::Login);
+            if identifies && (event.email().is_some() || event.phone().is_some()) {
+                requests.push(self.profile_import(event));
+            }
             let subscribe_list = self.config.subscribe_list_id.as_deref();
             if let (EventName::Subscribe, Some(list_id)) = (event.event.name, subscribe_list) {
                 requests.extend(self.subscribe(event, list_id));
@@ -212,7 +232,8 @@ impl Destination for Klaviyo {
     }
 
     /// A 409 `duplicate_profile` means the phone belongs to another profile than the email.
-    /// Retrying cannot help, so the event is sent once more identified by email alone.
+    /// Retrying cannot help, so the request is sent once more identified by email alone, which
+    /// writes to the email's profile.
     fn classify(&self, request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         if response.status != 409 || !response.body.contains("duplicate_profile") {
             return classify_status(response);
@@ -221,19 +242,19 @@ impl Destination for Klaviyo {
             "HTTP 409 duplicate_profile {}",
             duplicate_profile_id(&response.body)
         );
-        let profile = request
-            .body
-            .pointer("/data/attributes/profile/data/attributes")
-            .and_then(Value::as_object);
-        let can_fall_back = request.operation == "create_event"
-            && profile.is_some_and(|p| p.contains_key("email") && p.contains_key("phone_number"));
-        if !can_fall_back {
+        let Some(pointer) = profile_pointer(request.operation) else {
+            return Verdict::Rejected { reason };
+        };
+        let profile = request.body.pointer(pointer).and_then(Value::as_object);
+        let has_both =
+            profile.is_some_and(|p| p.contains_key("email") && p.contains_key("phone_number"));
+        if !has_both {
             return Verdict::Rejected { reason };
         }
         let mut fallback = request.clone();
         if let Some(attributes) = fallback
             .body
-            .pointer_mut("/data/attributes/profile/data/attributes")
+            .pointer_mut(pointer)
             .and_then(Value::as_object_mut)
         {
             attributes.remove("phone_number");
@@ -242,6 +263,19 @@ impl Destination for Klaviyo {
             request: Box::new(fallback),
             reason,
         }
+    }
+
+    fn retry_budget(&self) -> Option<Duration> {
+        self.config.retry_budget
+    }
+}
+
+/// Returns the JSON pointer to the profile's attributes in an operation's body.
+fn profile_pointer(operation: &str) -> Option<&'static str> {
+    match operation {
+        "create_event" => Some("/data/attributes/profile/data/attributes"),
+        "create_or_update_profile" => Some("/data/attributes"),
+        _ => None,
     }
 }
 
@@ -309,7 +343,7 @@ fn event_properties(event: &EnrichedEvent) -> Value {
             properties.insert("OrderId".into(), json!(order_id));
         }
         if let Some(value) = ecommerce.value {
-            properties.insert("$value".into(), json!(value));
+            properties.insert("$value".into(), amount(value));
         }
         let items: Vec<Value> = ecommerce
             .products

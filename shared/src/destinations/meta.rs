@@ -2,11 +2,16 @@
 //! fields are normalised and SHA-256 hashed; IP, user agent, `fbc` and `fbp` stay in clear.
 //! Contract: Meta's Conversions API parameter reference and facebook-python-business-sdk.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::hashing::{self, hash_with};
-use super::{Destination, OutboundRequest, Secret, SecretPlacement, Skip};
+use super::hashing::{self, email_hash, field_hash, hash_with, phone_hash};
+use super::{
+    Destination, OutboundRequest, Secret, SecretPlacement, Skip, TransportResponse, Verdict,
+    amount, classify_status, event_ids, platform_error, quantity,
+};
 use crate::enrich::EnrichedEvent;
 use crate::event::{EventName, Purpose};
 use crate::identity::{platform_ids, sha256_hex};
@@ -31,6 +36,11 @@ pub struct MetaConfig {
     pub api_version: String,
     /// Code from Events Manager's Test Events tab; events then show there only.
     pub test_event_code: Option<String>,
+    /// Flags every event for Limited Data Use (`data_processing_options: ["LDU"]`) and lets
+    /// Meta geolocate the state it applies to.
+    pub limited_data_use: bool,
+    /// Time one request may spend in attempts and waits.
+    pub retry_budget: Option<Duration>,
 }
 
 impl Default for MetaConfig {
@@ -41,6 +51,8 @@ impl Default for MetaConfig {
             endpoint: DEFAULT_ENDPOINT.into(),
             api_version: DEFAULT_API_VERSION.into(),
             test_event_code: None,
+            limited_data_use: false,
+            retry_budget: None,
         }
     }
 }
@@ -99,9 +111,19 @@ impl Meta {
         if !custom.is_empty() {
             object.insert("custom_data".into(), Value::Object(custom));
         }
+        if self.config.limited_data_use {
+            // Country and state 0 ask Meta to geolocate (Meta's data processing options page).
+            object.insert("data_processing_options".into(), json!(["LDU"]));
+            object.insert("data_processing_options_country".into(), json!(0));
+            object.insert("data_processing_options_state".into(), json!(0));
+        }
         Value::Object(object)
     }
 }
+
+/// Graph API error codes that mean "try later": 1 and 2 are transient, 4, 17, 32, 341 and
+/// 613 are rate limits (Graph API error-handling guide).
+const RETRY_LATER_CODES: [i64; 7] = [1, 2, 4, 17, 32, 341, 613];
 
 impl Destination for Meta {
     fn name(&self) -> &'static str {
@@ -120,7 +142,8 @@ impl Destination for Meta {
         Some(chrono::Duration::days(MAX_AGE_DAYS))
     }
 
-    /// Website events need the browser's user agent (Meta's server-event parameters).
+    /// Website events need the browser's user agent and the page URL (Meta's server-event
+    /// parameters): without them Meta rejects the event.
     fn check(&self, event: &EnrichedEvent) -> Result<(), Skip> {
         let has_agent = event
             .event
@@ -128,11 +151,46 @@ impl Destination for Meta {
             .user_agent
             .as_deref()
             .is_some_and(|ua| !ua.is_empty());
-        if has_agent {
+        if has_agent && event.event.page.url.is_some() {
             Ok(())
         } else {
             Err(Skip::Unidentified)
         }
+    }
+
+    /// Meta answers 2xx for a valid payload. A Graph error with `is_transient` or a
+    /// throttling code is retried whatever its HTTP status; other 4xx are rejected.
+    fn classify(&self, _request: &OutboundRequest, response: &TransportResponse) -> Verdict {
+        if (200..300).contains(&response.status) {
+            return Verdict::Accepted;
+        }
+        let parsed: Value = serde_json::from_str(&response.body).unwrap_or_default();
+        let error = &parsed["error"];
+        let code = error["code"].as_i64();
+        let transient = error["is_transient"].as_bool() == Some(true)
+            || code.is_some_and(|code| RETRY_LATER_CODES.contains(&code));
+        if transient {
+            return Verdict::Retry {
+                after: response.retry_after,
+                reason: format!("HTTP {} Graph error {}", response.status, code.unwrap_or(0)),
+            };
+        }
+        match classify_status(response) {
+            Verdict::Rejected { .. } if !error.is_null() => Verdict::Rejected {
+                reason: format!(
+                    "HTTP {} Graph error {} subcode {}: {}",
+                    response.status,
+                    code.unwrap_or(0),
+                    error["error_subcode"].as_i64().unwrap_or(0),
+                    platform_error(error["message"].as_str().unwrap_or_default())
+                ),
+            },
+            other => other,
+        }
+    }
+
+    fn retry_budget(&self) -> Option<Duration> {
+        self.config.retry_budget
     }
 
     fn build(&self, events: &[&EnrichedEvent], now: DateTime<Utc>) -> Vec<OutboundRequest> {
@@ -164,10 +222,7 @@ impl Destination for Meta {
             headers: vec![("content-type".into(), "application/json".into())],
             secrets,
             body,
-            event_ids: events
-                .iter()
-                .map(|event| event.event.event_id.clone())
-                .collect(),
+            event_ids: event_ids(events),
         }]
     }
 }
@@ -180,32 +235,21 @@ fn user_data(event: &EnrichedEvent) -> Value {
             user.insert(name.into(), json!([value]));
         }
     };
-    let email = event
-        .email()
-        .or(event.identity_value(keys::EMAIL_SHA256))
-        .and_then(|email| hash_with(email, hashing::email));
-    hashed("em", email);
-    let phone = event
-        .phone()
-        .and_then(|phone| hash_with(phone, hashing::phone_digits))
-        .or_else(|| event.identity_value(keys::PHONE_SHA256).map(str::to_owned));
-    hashed("ph", phone);
-    let field = |key: &str, rule: fn(&str) -> Option<String>| {
-        event
-            .identity_value(key)
-            .and_then(|value| hash_with(value, rule))
-    };
+    // Meta hashes the phone as digits only with the country code and no `+`.
+    hashed("em", email_hash(event, hashing::email));
+    hashed("ph", phone_hash(event, hashing::phone_digits));
+    let field = |key: &str, rule: hashing::Rule| field_hash(event, key, rule);
     hashed("fn", field(keys::FIRST_NAME, hashing::meta_name));
     hashed("ln", field(keys::LAST_NAME, hashing::meta_name));
     hashed("ct", field(keys::CITY, hashing::meta_city));
-    hashed("st", field(keys::REGION, hashing::meta_state));
+    hashed("st", field(keys::REGION, hashing::state_code));
     hashed(
         "zp",
         event
             .identity_value(keys::ZIP)
             .and_then(|zip| hash_with(zip, |z| hashing::meta_zip(z, country))),
     );
-    hashed("country", field(keys::COUNTRY, hashing::meta_country));
+    hashed("country", field(keys::COUNTRY, hashing::country_code));
     let mut external_ids = Vec::new();
     if let Some(id) = event
         .identity_value(keys::CUSTOMER_ID)
@@ -227,6 +271,8 @@ fn user_data(event: &EnrichedEvent) -> Value {
     {
         user.insert("fbc".into(), json!(fbc.value));
     }
+    // A malformed `_fbc` (no fbclid after the last dot) makes Meta reject the whole event, so
+    // only a well-formed value is sent; `fbp` was validated when it was stored.
     if let Some(fbp) = event.identity_value(keys::FBP) {
         user.insert("fbp".into(), json!(fbp));
     }
@@ -243,7 +289,7 @@ fn custom_data(event: &EnrichedEvent) -> Map<String, Value> {
         return custom;
     };
     if let Some(value) = ecommerce.value {
-        custom.insert("value".into(), json!(value));
+        custom.insert("value".into(), amount(value));
     }
     if let Some(currency) = &ecommerce.currency {
         custom.insert("currency".into(), json!(currency));
@@ -257,10 +303,12 @@ fn custom_data(event: &EnrichedEvent) -> Map<String, Value> {
         let contents: Vec<Value> = products
             .iter()
             .filter_map(|product| {
-                let mut content =
-                    json!({"id": product.best_id()?, "quantity": product.quantity_or_one()});
+                let mut content = json!({
+                    "id": product.best_id()?,
+                    "quantity": quantity(product.quantity_or_one()),
+                });
                 if let Some(price) = product.price {
-                    content["item_price"] = json!(price);
+                    content["item_price"] = amount(price);
                 }
                 Some(content)
             })
@@ -268,8 +316,8 @@ fn custom_data(event: &EnrichedEvent) -> Map<String, Value> {
         custom.insert("content_ids".into(), json!(ids));
         custom.insert("contents".into(), Value::Array(contents));
         custom.insert("content_type".into(), json!("product"));
-        let items: f64 = products.iter().map(|p| p.quantity_or_one()).sum();
-        custom.insert("num_items".into(), json!(items.round() as i64));
+        let items: i64 = products.iter().map(|p| quantity(p.quantity_or_one())).sum();
+        custom.insert("num_items".into(), json!(items));
         if let [product] = products.as_slice() {
             if let Some(name) = &product.name {
                 custom.insert("content_name".into(), json!(name));

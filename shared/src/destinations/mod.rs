@@ -2,9 +2,16 @@
 //! request contract. Sending, retrying and counting live in `delivery`.
 
 pub mod config;
+pub mod ga4;
+pub mod google_ads;
 pub mod hashing;
 pub mod klaviyo;
+pub mod mapping;
 pub mod meta;
+pub mod microsoft;
+pub mod pinterest;
+pub mod snapchat;
+pub mod tiktok;
 
 use std::fmt;
 use std::time::Duration;
@@ -42,6 +49,8 @@ impl fmt::Debug for Secret {
 pub enum SecretPlacement {
     Header(String),
     Query(String),
+    /// A field of a form-encoded body (OAuth token requests).
+    Form(String),
 }
 
 /// One HTTP request a destination wants sent, with its credentials kept apart so that the
@@ -107,6 +116,9 @@ pub struct TransportResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Accepted,
+    /// A 2xx from a platform that returns 2xx whatever the payload (GA4's `/mp/collect`), so
+    /// the event is not sent again although the platform did not confirm it was recorded.
+    Unverified,
     /// A failure that may pass: try again, after `after` when the platform said so.
     Retry {
         after: Option<Duration>,
@@ -121,6 +133,20 @@ pub enum Verdict {
         request: Box<OutboundRequest>,
         reason: String,
     },
+    /// The request was taken, but the platform rejected some of its events; the others were
+    /// accepted.
+    Partial {
+        failures: Vec<EventFailure>,
+    },
+}
+
+/// One event of a batch that the platform rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFailure {
+    pub event_id: String,
+    pub reason: String,
+    /// Whether a later attempt may succeed (for example Google Ads' `TOO_RECENT_EVENT`).
+    pub retryable: bool,
 }
 
 /// Why a destination does not take an event at all.
@@ -146,6 +172,12 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Oldest event time the platform accepts, relative to the send time.
     fn max_age(&self) -> Option<chrono::Duration>;
 
+    /// Returns the maximum age for this event, where it depends on how the event is sent
+    /// (Google Ads takes click uploads for 90 days but enhancements for 24 hours).
+    fn max_age_for(&self, _event: &EnrichedEvent) -> Option<chrono::Duration> {
+        self.max_age()
+    }
+
     /// Whether the platform takes this event; `Err` says why not.
     fn check(&self, event: &EnrichedEvent) -> Result<(), Skip>;
 
@@ -156,6 +188,11 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// and every other status as a rejection.
     fn classify(&self, _request: &OutboundRequest, response: &TransportResponse) -> Verdict {
         classify_status(response)
+    }
+
+    /// Time one request may spend in attempts and waits; `None` uses the deliverer's policy.
+    fn retry_budget(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -168,14 +205,82 @@ pub fn classify_status(response: &TransportResponse) -> Verdict {
             reason: format!("HTTP {}", response.status),
         },
         status => Verdict::Rejected {
-            reason: format!("HTTP {status}: {}", truncate(&response.body, 500)),
+            reason: format!("HTTP {status}: {}", platform_error(&response.body)),
         },
     }
 }
 
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((index, _)) => &text[..index],
-        None => text,
+/// A platform's error body, shortened to 500 characters and with anything that looks like an
+/// email address or a phone number masked, because platforms echo rejected values and the
+/// reason ends up in logs.
+pub fn platform_error(body: &str) -> String {
+    let shortened = match body.char_indices().nth(500) {
+        Some((index, _)) => &body[..index],
+        None => body,
+    };
+    let mut masked = String::with_capacity(shortened.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, masked: &mut String| {
+        let digits = token.chars().filter(char::is_ascii_digit).count();
+        if token.contains('@') {
+            masked.push_str("[email]");
+        } else if digits >= 7 && digits * 2 > token.len() {
+            masked.push_str("[number]");
+        } else {
+            masked.push_str(token);
+        }
+        token.clear();
+    };
+    for c in shortened.chars() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ':' | '{' | '}' | '[' | ']') {
+            flush(&mut token, &mut masked);
+            masked.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut masked);
+    masked
+}
+
+/// The event ids of a batch, in order.
+pub(crate) fn event_ids(events: &[&EnrichedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| event.event.event_id.clone())
+        .collect()
+}
+
+/// A JSON number for a money amount: rounded to cents, and never `-0`.
+pub(crate) fn amount(value: f64) -> serde_json::Value {
+    let cents = (value * 100.0).round() / 100.0;
+    serde_json::json!(if cents == 0.0 { 0.0 } else { cents })
+}
+
+/// A product quantity as a whole number, at least 1.
+pub(crate) fn quantity(value: f64) -> i64 {
+    (value.round() as i64).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_error_masks_contact_values() {
+        let body = r#"{"detail":"user@example.com is invalid; phone +1 555-555-0100, id 42"}"#;
+
+        let masked = platform_error(body);
+
+        assert!(!masked.contains("user@example.com"), "{masked}");
+        assert!(!masked.contains("555-555-0100"), "{masked}");
+        assert!(masked.contains("[email]"));
+        assert!(masked.contains("id 42"));
+    }
+
+    #[test]
+    fn amount_rounds_and_drops_negative_zero() {
+        assert_eq!(amount(-0.0).to_string(), "0.0");
+        assert_eq!(amount(12.345).to_string(), "12.35");
     }
 }
