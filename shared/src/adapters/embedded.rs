@@ -23,6 +23,11 @@ const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("identity_index
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("daily_counters");
 const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
+/// Most quarantined items kept; the oldest go first.
+pub const QUARANTINE_MAX_ITEMS: u64 = 100_000;
+/// Days a quarantined item is kept.
+pub const QUARANTINE_DAYS: i64 = 14;
+
 /// A redb database file behind every store port.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -79,6 +84,35 @@ impl EmbeddedStore {
     }
 }
 
+/// Deletes quarantined items received before `cutoff` and the oldest beyond
+/// `QUARANTINE_MAX_ITEMS`, so the quarantine cannot fill the disk or keep data for ever.
+fn prune_quarantine(
+    table: &mut redb::Table<'_, u64, &[u8]>,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let Some(last) = table
+        .last()
+        .map_err(unavailable)?
+        .map(|(key, _)| key.value())
+    else {
+        return Ok(());
+    };
+    let count_floor = (last + 1).saturating_sub(QUARANTINE_MAX_ITEMS);
+    loop {
+        let Some((key, received_at)) = table.first().map_err(unavailable)?.map(|(key, value)| {
+            let item: Option<QuarantinedItem> = serde_json::from_slice(value.value()).ok();
+            (key.value(), item.map(|item| item.received_at))
+        }) else {
+            return Ok(());
+        };
+        let too_old = received_at.is_none_or(|time| time < cutoff);
+        if key >= count_floor && !too_old {
+            return Ok(());
+        }
+        table.remove(key).map_err(unavailable)?;
+    }
+}
+
 fn decode(visitor_id: &VisitorId, bytes: &[u8]) -> Result<VisitorProfile, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Invalid {
         visitor_id: visitor_id.clone(),
@@ -124,8 +158,12 @@ impl ProfileWriter for EmbeddedStore {
             {
                 let mut table = txn.open_table(PROFILES).map_err(unavailable)?;
                 let id = saved.visitor_id.clone();
+                // An expired record that is still stored counts as absent, as it does on read.
+                let now_secs = saved.updated_ms.div_euclid(1000);
                 let stored_version = match table.get(id.as_str()).map_err(unavailable)? {
-                    Some(bytes) => Some(decode(&id, bytes.value())?.version),
+                    Some(bytes) => Some(decode(&id, bytes.value())?)
+                        .filter(|stored| !stored.is_expired_at(now_secs))
+                        .map(|stored| stored.version),
                     None => None,
                 };
                 let expected = (saved.version > 0).then_some(saved.version);
@@ -286,9 +324,13 @@ impl Quarantine for EmbeddedStore {
                     .map_err(unavailable)?
                     .map(|(key, _)| key.value() + 1)
                     .unwrap_or(0);
+                let newest = items.iter().map(|item| item.received_at).max();
                 for (key, item) in (next..).zip(items) {
                     let bytes = serde_json::to_vec(&item).unwrap_or_default();
                     table.insert(key, bytes.as_slice()).map_err(unavailable)?;
+                }
+                if let Some(newest) = newest {
+                    prune_quarantine(&mut table, newest - chrono::Duration::days(QUARANTINE_DAYS))?;
                 }
             }
             txn.commit().map_err(unavailable)

@@ -14,6 +14,9 @@ use crate::ports::{
 };
 use crate::profile::VisitorProfile;
 
+/// Most quarantined items kept in memory; the oldest go first.
+const QUARANTINE_MAX_ITEMS: usize = 10_000;
+
 #[derive(Debug, Default)]
 struct Tables {
     profiles: HashMap<VisitorId, VisitorProfile>,
@@ -87,7 +90,13 @@ impl ProfileReader for MemoryStore {
 impl ProfileWriter for MemoryStore {
     async fn save_profile(&self, profile: &VisitorProfile) -> Result<(), StoreError> {
         let mut tables = self.tables();
-        let stored_version = tables.profiles.get(&profile.visitor_id).map(|p| p.version);
+        // An expired record that is still stored counts as absent, as it does on read.
+        let now_secs = profile.updated_ms.div_euclid(1000);
+        let stored_version = tables
+            .profiles
+            .get(&profile.visitor_id)
+            .filter(|stored| !stored.is_expired_at(now_secs))
+            .map(|p| p.version);
         let expected = (profile.version > 0).then_some(profile.version);
         if stored_version != expected {
             return Err(StoreError::Conflict {
@@ -173,7 +182,10 @@ impl DailyCounters for MemoryStore {
 #[async_trait]
 impl Quarantine for MemoryStore {
     async fn quarantine(&self, items: &[QuarantinedItem]) -> Result<(), QueueError> {
-        self.tables().quarantine.extend_from_slice(items);
+        let mut tables = self.tables();
+        tables.quarantine.extend_from_slice(items);
+        let excess = tables.quarantine.len().saturating_sub(QUARANTINE_MAX_ITEMS);
+        tables.quarantine.drain(..excess);
         Ok(())
     }
 }

@@ -23,6 +23,12 @@ pub use router::{ClientIp, router};
 
 /// Largest accepted body: browsers cap in-flight keepalive and beacon bodies at 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most events accepted in one request; a 64 KiB body of real events holds about 100.
+pub const MAX_EVENTS_PER_REQUEST: usize = 500;
+/// Rejections listed in a response; `rejected_count` gives the total.
+const MAX_LISTED_REJECTIONS: usize = 20;
+/// Bytes of a rejected item's raw text kept in the quarantine; longer items are cut.
+const MAX_QUARANTINED_RAW_BYTES: usize = 4096;
 
 /// Settings of the collector.
 #[derive(Debug, Clone)]
@@ -156,6 +162,14 @@ impl Collector {
                 let body = json!({"error": message, "visitor_id": visitor_id});
                 return reply(400, body, &visitor_id);
             }
+            Value::Array(items) if items.len() > MAX_EVENTS_PER_REQUEST => {
+                let message = format!(
+                    "body: the array has {} events; send at most {MAX_EVENTS_PER_REQUEST} per request",
+                    items.len()
+                );
+                let body = json!({"error": message, "visitor_id": visitor_id});
+                return reply(413, body, &visitor_id);
+            }
             Value::Array(items) => (items, true),
             other => (vec![other], false),
         };
@@ -167,8 +181,11 @@ impl Collector {
             .into_iter()
             .map(|item| self.to_event(item, &visitor_id, received_at, &request, source))
             .collect();
+        let rejected_count = rejected.len();
+        // The response lists the first rejections only, so it never grows past the request.
         let rejected_json: Vec<Value> = rejected
             .iter()
+            .take(MAX_LISTED_REJECTIONS)
             .map(|(index, errors, _)| json!({"index": index, "errors": errors}))
             .collect();
         self.keep_rejected(received_at, rejected).await;
@@ -184,7 +201,7 @@ impl Collector {
                     )
                 })
                 .unwrap_or_default();
-            let body = json!({"error": message, "visitor_id": visitor_id, "accepted": 0, "rejected": rejected_json});
+            let body = json!({"error": message, "visitor_id": visitor_id, "accepted": 0, "rejected_count": rejected_count, "rejected": rejected_json});
             return reply(400, body, &visitor_id);
         }
         if let Err(error) = self.queue.enqueue(&accepted).await {
@@ -200,8 +217,8 @@ impl Collector {
             let body = json!({"error": message, "visitor_id": visitor_id, "accepted": 0});
             return reply(status, body, &visitor_id);
         }
-        tracing::debug!(visitor_id = %visitor_id, accepted = accepted.len(), rejected = rejected_json.len(), "events queued");
-        let body = json!({"visitor_id": visitor_id, "accepted": accepted.len(), "rejected": rejected_json});
+        tracing::debug!(visitor_id = %visitor_id, accepted = accepted.len(), rejected = rejected_count, "events queued");
+        let body = json!({"visitor_id": visitor_id, "accepted": accepted.len(), "rejected_count": rejected_count, "rejected": rejected_json});
         reply(202, body, &visitor_id)
     }
 
@@ -255,13 +272,34 @@ impl Collector {
                 received_at,
                 index,
                 errors,
-                raw,
+                raw: bounded_raw(raw),
             })
             .collect();
         if let Err(error) = self.quarantine.quarantine(&items).await {
             tracing::error!(items = items.len(), error = %error, "quarantine write failed; rejected items are lost");
         }
     }
+}
+
+/// The raw item as kept in the quarantine: as it was, or its JSON text cut to
+/// `MAX_QUARANTINED_RAW_BYTES` when longer.
+fn bounded_raw(raw: Value) -> Value {
+    let text = match &raw {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    if text.len() <= MAX_QUARANTINED_RAW_BYTES {
+        return raw;
+    }
+    let mut end = MAX_QUARANTINED_RAW_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::String(format!(
+        "{}... [cut from {} bytes]",
+        &text[..end],
+        text.len()
+    ))
 }
 
 /// Explains why a content type is not accepted, or `None` when it is. JSON and `text/plain`
@@ -299,9 +337,9 @@ fn parse_items(items: Vec<Value>, is_array: bool, source: EventSource) -> Parsed
         };
         let parsed = match source {
             EventSource::DataLayer => parse_item(&item, &path),
-            EventSource::ShopifyPixel => parse_shopify_event(&item, &path).map(|parsed| {
-                client_id = client_id.take().or(parsed.client_id);
-                parsed.item
+            EventSource::ShopifyPixel => parse_shopify_event(&item, &path).and_then(|parsed| {
+                same_client(&mut client_id, parsed.client_id, &path)?;
+                Ok(parsed.item)
             }),
         };
         match parsed {
@@ -310,6 +348,26 @@ fn parse_items(items: Vec<Value>, is_array: bool, source: EventSource) -> Parsed
         }
     }
     (valid, rejected, client_id)
+}
+
+/// Keeps the first `clientId` of a body and rejects an event with another one, since every
+/// event of a request is attributed to one visitor.
+fn same_client(
+    first: &mut Option<String>,
+    client_id: Option<String>,
+    path: &str,
+) -> Result<(), IntakeError> {
+    match (first.as_deref(), client_id) {
+        (Some(first), Some(other)) if first != other => Err(IntakeError::new(
+            &format!("{path}.clientId"),
+            "differs from the first event's clientId; send one browser's events per request",
+        )),
+        (None, Some(client_id)) => {
+            *first = Some(client_id);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {

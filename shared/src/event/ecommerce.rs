@@ -130,9 +130,9 @@ impl Ecommerce {
                 .as_object()
                 .ok_or_else(|| IntakeError::new(&field_path, "must be an object"))?;
             self.order_id = optional_string(field, "id", &field_path)?;
-            self.value = optional_number(field, "revenue", &field_path)?;
-            self.tax = optional_number(field, "tax", &field_path)?;
-            self.shipping = optional_number(field, "shipping", &field_path)?;
+            self.value = optional_amount(field, "revenue", &field_path)?;
+            self.tax = optional_amount(field, "tax", &field_path)?;
+            self.shipping = optional_amount(field, "shipping", &field_path)?;
             self.coupon = optional_string(field, "coupon", &field_path)?;
             self.list = optional_string(field, "list", &field_path)?;
         }
@@ -163,8 +163,8 @@ fn read_product(value: &Value, path: &str) -> Result<Product, IntakeError> {
         brand: optional_string(item, "brand", path)?,
         category: optional_string(item, "category", path)?,
         variant: optional_string(item, "variant", path)?,
-        price: optional_number(item, "price", path)?,
-        quantity: optional_number(item, "quantity", path)?,
+        price: optional_amount(item, "price", path)?,
+        quantity: optional_quantity(item, "quantity", path)?,
         url: optional_string(item, "url", path)?,
         image: optional_string(item, "image", path)?,
     })
@@ -192,6 +192,47 @@ pub(crate) fn optional_string(
 /// `None`, JavaScript's `undefined`); they are read as a missing value, not as an error.
 const NULL_SPELLINGS: [&str; 5] = ["none", "null", "undefined", "nan", "n/a"];
 
+/// Largest accepted money amount (price, revenue, tax, shipping), in the event's currency.
+const MAX_AMOUNT: f64 = 1e12;
+/// Largest accepted quantity of one product line.
+const MAX_QUANTITY: f64 = 1e6;
+
+/// Reads a money amount: a number from 0 to `MAX_AMOUNT`.
+pub(crate) fn optional_amount(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<f64>, IntakeError> {
+    optional_bounded(object, key, path, MAX_AMOUNT)
+}
+
+/// Reads a product quantity: a number from 0 to `MAX_QUANTITY`.
+pub(crate) fn optional_quantity(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<f64>, IntakeError> {
+    optional_bounded(object, key, path, MAX_QUANTITY)
+}
+
+/// Reads a number from 0 to `max`, so that no absurd value reaches a destination (where it
+/// would be sent as null or make a platform reject a whole batch).
+fn optional_bounded(
+    object: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    max: f64,
+) -> Result<Option<f64>, IntakeError> {
+    let value = optional_number(object, key, path)?;
+    match value {
+        Some(number) if !(0.0..=max).contains(&number) => Err(IntakeError::new(
+            &format!("{path}.{key}"),
+            format!("must be a number from 0 to {max}, not {number}"),
+        )),
+        _ => Ok(value),
+    }
+}
+
 /// Reads a number field; numeric strings such as `"24.50"` are accepted.
 pub(crate) fn optional_number(
     object: &Map<String, Value>,
@@ -201,7 +242,11 @@ pub(crate) fn optional_number(
     let invalid = || IntakeError::new(&format!("{path}.{key}"), "must be a number");
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number.as_f64().map(Some).ok_or_else(invalid),
+        Some(Value::Number(number)) => number
+            .as_f64()
+            .filter(|number| number.is_finite())
+            .map(Some)
+            .ok_or_else(invalid),
         Some(Value::String(text))
             if text.trim().is_empty()
                 || NULL_SPELLINGS.contains(&text.trim().to_ascii_lowercase().as_str()) =>

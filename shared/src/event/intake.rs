@@ -114,20 +114,40 @@ fn parse_name(item: &Map<String, Value>, path: &str) -> Result<EventName, Intake
     }
 }
 
-fn parse_event_id(item: &Map<String, Value>, path: &str) -> Result<Option<String>, IntakeError> {
-    let field = format!("{path}.event_id");
-    let id = match item.get("event_id") {
+/// Reads the event id under `key`: a non-empty string (or whole number) of at most
+/// `MAX_EVENT_ID_LEN` bytes without control characters.
+pub(super) fn parse_event_id_at(
+    item: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, IntakeError> {
+    let field = format!("{path}.{key}");
+    let id = match item.get(key) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(id)) => id.clone(),
-        Some(Value::Number(number)) => number.to_string(),
-        Some(_) => return Err(IntakeError::new(&field, "must be a string")),
+        // Only whole numbers keep every digit when written back as text.
+        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
+        Some(_) => {
+            return Err(IntakeError::new(
+                &field,
+                "must be a string or a whole number",
+            ));
+        }
     };
+    validate_event_id(id, &field).map(Some)
+}
+
+fn parse_event_id(item: &Map<String, Value>, path: &str) -> Result<Option<String>, IntakeError> {
+    parse_event_id_at(item, "event_id", path)
+}
+
+fn validate_event_id(id: String, field: &str) -> Result<String, IntakeError> {
     if id.is_empty() {
-        return Err(IntakeError::new(&field, "must not be empty"));
+        return Err(IntakeError::new(field, "must not be empty"));
     }
     if id.len() > MAX_EVENT_ID_LEN {
         return Err(IntakeError::new(
-            &field,
+            field,
             format!(
                 "is {} bytes long; the maximum is {MAX_EVENT_ID_LEN}",
                 id.len()
@@ -136,11 +156,11 @@ fn parse_event_id(item: &Map<String, Value>, path: &str) -> Result<Option<String
     }
     if id.chars().any(char::is_control) {
         return Err(IntakeError::new(
-            &field,
+            field,
             "must not contain control characters",
         ));
     }
-    Ok(Some(id))
+    Ok(id)
 }
 
 /// Reads an event time given as RFC 3339 text or as epoch seconds, milliseconds or

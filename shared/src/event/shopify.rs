@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::ecommerce::{optional_number, optional_string};
-use super::intake::{IntakeError, IntakeItem, parse_consent, parse_cookies};
+use super::ecommerce::{optional_amount, optional_quantity, optional_string};
+use super::intake::{IntakeError, IntakeItem, parse_consent, parse_cookies, parse_event_id_at};
 use super::{Ecommerce, EventName, PageContext, Product, UserProperties};
 
 /// Shopify's placeholder title of the only variant of a product without options.
@@ -78,7 +78,7 @@ pub fn parse_shopify_event(value: &Value, path: &str) -> Result<ShopifyItem, Int
 
     let mut item = IntakeItem {
         name,
-        event_id: optional_string(event, "id", path)?,
+        event_id: parse_event_id_at(event, "id", path)?,
         event_time: parse_timestamp(event, path)?,
         page: parse_page(event, path)?,
         cookies: parse_cookies(extension, &extension_path)?,
@@ -159,7 +159,10 @@ fn parse_page(event: &Map<String, Value>, path: &str) -> Result<PageContext, Int
         None => href(window, &window_path)?,
     };
     Ok(PageContext {
-        url: url.filter(|url| url::Url::parse(url).is_ok()),
+        // Only a web page's URL is kept: Meta and others reject `javascript:` or `about:` URLs.
+        url: url.filter(|url| {
+            url::Url::parse(url).is_ok_and(|parsed| matches!(parsed.scheme(), "http" | "https"))
+        }),
         referrer: optional_string(document, "referrer", &document_path)?,
         title: optional_string(document, "title", &document_path)?,
     })
@@ -262,7 +265,7 @@ fn parse_checkout(checkout: &Map<String, Value>, path: &str) -> Result<Ecommerce
                 Some(variant) => read_variant(variant, &format!("{line_path}.variant"))?,
                 None => Product::default(),
             };
-            product.quantity = optional_number(line, "quantity", &line_path)?;
+            product.quantity = optional_quantity(line, "quantity", &line_path)?;
             if product.name.is_none() {
                 product.name = optional_string(line, "title", &line_path)?;
             }
@@ -311,7 +314,7 @@ fn read_cart_line(line: &Map<String, Value>, path: &str) -> Result<Product, Inta
         Some(variant) => read_variant(variant, &format!("{path}.merchandise"))?,
         None => Product::default(),
     };
-    product.quantity = optional_number(line, "quantity", path)?;
+    product.quantity = optional_quantity(line, "quantity", path)?;
     Ok(product)
 }
 
@@ -432,7 +435,7 @@ fn money_at(
         }
         current_path = format!("{current_path}.{key}");
     }
-    let amount = optional_number(current, "amount", &current_path)?;
+    let amount = optional_amount(current, "amount", &current_path)?;
     let currency = optional_string(current, "currencyCode", &current_path)?
         .map(|code| code.trim().to_ascii_uppercase());
     Ok((amount, currency))
