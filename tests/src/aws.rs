@@ -156,8 +156,9 @@ impl Moto {
             .expect("enable TTL");
     }
 
-    /// Creates a FIFO event queue with per-group deduplication and a FIFO dead-letter queue
-    /// after `max_receive_count` receives; returns (queue URL, dead-letter queue URL).
+    /// Creates a FIFO event queue as template.yaml defines it (per-group deduplication, 256 KiB
+    /// messages) with a FIFO dead-letter queue after `max_receive_count` receives; returns
+    /// (queue URL, dead-letter queue URL).
     pub async fn create_event_queue(
         &self,
         prefix: &str,
@@ -190,6 +191,7 @@ impl Moto {
                 visibility_timeout.to_string(),
             )
             .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .attributes(QueueAttributeName::MaximumMessageSize, "262144")
             .send()
             .await
             .expect("create event queue");
@@ -229,9 +231,10 @@ impl Moto {
             .clone()
     }
 
-    /// Receives every message now visible on `queue_url` (several receives of up to 10),
-    /// with their system attributes, without deleting them.
-    pub async fn receive_all(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    /// Receives and deletes every message on `queue_url` (several receives of up to 10), with
+    /// their system attributes. Deleting is what lets a FIFO queue hand out the later messages
+    /// of a message group.
+    pub async fn take_all(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let mut messages = Vec::new();
         loop {
             let output = self
@@ -246,6 +249,15 @@ impl Moto {
             let received = output.messages().to_vec();
             if received.is_empty() {
                 return messages;
+            }
+            for message in &received {
+                self.sqs()
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                    .send()
+                    .await
+                    .expect("delete message");
             }
             messages.extend(received);
         }
