@@ -86,14 +86,14 @@ async fn profile_save_increments_version() {
         .expect("first save");
     let loaded = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load");
     let first = loaded.get(&id).expect("profile stored").clone();
     f.store.save_profile(&first).await.expect("second save");
     let second = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load")[&id]
         .clone();
@@ -119,7 +119,7 @@ async fn profile_save_rejects_stale_version() {
         .expect("first save");
     let read_by_a = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load")[&id]
         .clone();
@@ -142,7 +142,7 @@ async fn profile_save_rejects_stale_version() {
     );
     let stored = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load");
     assert_eq!(stored[&id].version, 2);
@@ -179,7 +179,7 @@ async fn profile_expired_is_never_returned() {
 
     let loaded = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load");
     let replaced = f.store.save_profile(&profile(&id, start(), 30)).await;
@@ -191,7 +191,7 @@ async fn profile_expired_is_never_returned() {
     );
     let reloaded = f
         .store
-        .load_profiles(&[id.clone()], now)
+        .load_profiles(std::slice::from_ref(&id), now)
         .await
         .expect("load");
     assert_eq!(reloaded[&id].version, 1);
@@ -218,11 +218,11 @@ async fn profile_read_drops_expired_facts() {
 
     let loaded = f
         .store
-        .load_profiles(&[id.clone()], f.clock.now_secs())
+        .load_profiles(std::slice::from_ref(&id), f.clock.now_secs())
         .await
         .expect("load");
 
-    assert!(loaded[&id].click_ids.get("ttclid").is_none());
+    assert!(!loaded[&id].click_ids.contains_key("ttclid"));
     assert!(loaded[&id].identity.contains_key("email"));
 }
 

@@ -13,8 +13,8 @@ use revisit_shared::adapters::memory::MemoryStore;
 use revisit_shared::adapters::sqs::{
     BatchSendError, DEFAULT_MAX_MESSAGE_BYTES, SqsEventQueue, SqsQuarantine, max_message_bytes,
 };
-use revisit_shared::collect::{CollectRequest, Collector, CollectorSettings, CorsPolicy};
 use revisit_shared::collect::VisitorCookie;
+use revisit_shared::collect::{CollectRequest, Collector, CollectorSettings, CorsPolicy};
 use revisit_shared::event::IntakeError;
 use revisit_shared::ports::{EventQueue, Quarantine, QuarantinedItem, QueueError};
 use revisit_shared::{CollectedEvent, VisitorId};
@@ -26,14 +26,24 @@ use revisit_tests::{Scripted, StandIn, fixture};
 async fn collected(visitor: &VisitorId, prefix: &str, count: usize) -> Vec<CollectedEvent> {
     let store = Arc::new(MemoryStore::new());
     let settings = CollectorSettings {
-        cookie: VisitorCookie::new("rv_uid", b"0123456789abcdef0123456789abcdef", "www.shop.example"),
+        cookie: VisitorCookie::new(
+            "rv_uid",
+            b"0123456789abcdef0123456789abcdef",
+            "www.shop.example",
+        ),
         cors: CorsPolicy::new(["https://www.shop.example".to_owned()]),
         trusted_proxy_hops: 0,
     };
-    let collector = Collector::new(settings, store.clone(), store.clone(), Arc::new(SystemClock::new()));
-    let template: Value =
-        serde_json::from_slice(&std::fs::read(fixture("collect-add-to-cart.json")).expect("fixture"))
-            .expect("fixture JSON");
+    let collector = Collector::new(
+        settings,
+        store.clone(),
+        store.clone(),
+        Arc::new(SystemClock::new()),
+    );
+    let template: Value = serde_json::from_slice(
+        &std::fs::read(fixture("collect-add-to-cart.json")).expect("fixture"),
+    )
+    .expect("fixture JSON");
     let items: Vec<Value> = (0..count)
         .map(|n| {
             let mut item = template.clone();
@@ -63,7 +73,10 @@ fn visitor(n: u32) -> VisitorId {
     VisitorId::parse(&format!("{n:032x}")).expect("valid visitor id")
 }
 
-fn system_attribute(message: &aws_sdk_sqs::types::Message, name: MessageSystemAttributeName) -> String {
+fn system_attribute(
+    message: &aws_sdk_sqs::types::Message,
+    name: MessageSystemAttributeName,
+) -> String {
     message
         .attributes()
         .and_then(|attributes| attributes.get(&name))
@@ -121,13 +134,18 @@ async fn event_queue_checks_utf8_bytes() {
         return;
     };
     let (url, _) = moto.create_event_queue("fifo-size", 30, 5).await;
-    let limit = max_message_bytes(&moto.sqs(), &url).await.expect("queue limit");
+    let limit = max_message_bytes(&moto.sqs(), &url)
+        .await
+        .expect("queue limit");
     let queue = SqsEventQueue::new(moto.sqs(), &url, limit);
     let mut events = collected(&visitor(4), "big", 2).await;
     // 150,000 characters of two bytes each: under the limit in characters, 300,000 bytes in
     // UTF-8, which is what SQS counts.
     events[1].search_term = Some("é".repeat(150_000));
-    let body_chars = serde_json::to_string(&events[1]).expect("JSON").chars().count();
+    let body_chars = serde_json::to_string(&events[1])
+        .expect("JSON")
+        .chars()
+        .count();
 
     let result = queue.enqueue(&events).await;
     let messages = moto.take_all(&url).await;
@@ -135,7 +153,11 @@ async fn event_queue_checks_utf8_bytes() {
     assert_eq!(limit, 262_144);
     assert!(body_chars < limit, "{body_chars}");
     match result {
-        Err(QueueError::TooLarge { event_id, size, limit: reported }) => {
+        Err(QueueError::TooLarge {
+            event_id,
+            size,
+            limit: reported,
+        }) => {
             assert_eq!(event_id, "big-1");
             assert!(size > 300_000, "{size}");
             assert_eq!(reported, limit);
@@ -154,7 +176,9 @@ async fn queue_limit_is_read_from_queue() {
         .create_queue("small", &[(QueueAttributeName::MaximumMessageSize, "1024")])
         .await;
 
-    let limit = max_message_bytes(&moto.sqs(), &url).await.expect("queue limit");
+    let limit = max_message_bytes(&moto.sqs(), &url)
+        .await
+        .expect("queue limit");
 
     assert_eq!(limit, 1024);
 }
@@ -164,8 +188,8 @@ async fn event_queue_reports_rejected_entries() {
     // A loopback stand-in answers SendMessageBatch like SQS does when it accepts one entry of
     // two; moto never rejects single entries of a valid request.
     let stand_in = StandIn::start().await;
-    let answer = std::fs::read_to_string(fixture("sqs-send-message-batch-partial.json"))
-        .expect("fixture");
+    let answer =
+        std::fs::read_to_string(fixture("sqs-send-message-batch-partial.json")).expect("fixture");
     stand_in.answer_by_default(
         Scripted::status(200)
             .with_header("content-type", "application/x-amz-json-1.0")
@@ -195,7 +219,9 @@ async fn event_queue_reports_rejected_entries() {
     // The second batch (events 10 and 11) would overtake the rejected event 1 of the same
     // visitor, so it is not sent.
     assert_eq!(stand_in.requests().len(), 1);
-    let target = stand_in.requests()[0].header("x-amz-target").map(str::to_owned);
+    let target = stand_in.requests()[0]
+        .header("x-amz-target")
+        .map(str::to_owned);
     assert_eq!(target.as_deref(), Some("AmazonSQS.SendMessageBatch"));
 }
 
@@ -237,7 +263,10 @@ async fn quarantine_cuts_oversize_raw() {
         return;
     };
     let url = moto
-        .create_queue("quarantine-small", &[(QueueAttributeName::MaximumMessageSize, "1024")])
+        .create_queue(
+            "quarantine-small",
+            &[(QueueAttributeName::MaximumMessageSize, "1024")],
+        )
         .await;
     let quarantine = SqsQuarantine::new(moto.sqs(), &url, 1024);
     let raw = "ü".repeat(5_000);
