@@ -1,6 +1,7 @@
 //! The `revisit` command line as a library, so tests drive it in-process.
 
 pub mod app;
+pub mod aws;
 pub mod logging;
 pub mod replay;
 pub mod serve;

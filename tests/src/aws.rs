@@ -6,6 +6,7 @@
 //! unset (a developer's plain `cargo test`) does a test print a notice and return early.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -35,7 +36,10 @@ pub struct Moto {
 /// a missing emulator is a failure, never a skip.
 pub async fn moto(test: &str) -> Option<Moto> {
     if std::env::var_os(MOTO_FLAG).is_none() {
-        eprintln!(
+        // Written to stderr directly: the test harness captures eprintln! of passing tests,
+        // and a skip must be visible.
+        let _ = writeln!(
+            std::io::stderr(),
             "NOTICE: {test} skipped: {MOTO_FLAG} is unset, so no moto server runs. \
              scripts/test starts one and runs every AWS test."
         );
