@@ -281,10 +281,12 @@ impl Moto {
 }
 
 /// Counts AWS requests by operation (such as `BatchGetItem` or `SendMessageBatch`), retries
-/// included, by reading the `X-Amz-Target` header of each request as it is sent.
+/// included, by reading the `X-Amz-Target` header of each request as it is sent; for batch
+/// operations it also counts the items (keys or entries) the requests carry.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    items: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl RequestCounter {
@@ -302,9 +304,32 @@ impl RequestCounter {
         self.counts.lock().expect("counter lock").clone()
     }
 
+    /// Items carried by the requests of a batch operation so far: keys of `BatchGetItem`,
+    /// entries of `SendMessageBatch` and `DeleteMessageBatch`.
+    pub fn items(&self, operation: &str) -> u64 {
+        let items = self.items.lock().expect("counter lock");
+        items.get(operation).copied().unwrap_or(0)
+    }
+
     pub fn reset(&self) {
         self.counts.lock().expect("counter lock").clear();
+        self.items.lock().expect("counter lock").clear();
     }
+}
+
+/// Keys or entries in a batch request's JSON body.
+fn batch_items(operation: &str, body: &[u8]) -> Option<u64> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let count = match operation {
+        "BatchGetItem" => body["RequestItems"]
+            .as_object()?
+            .values()
+            .map(|table| table["Keys"].as_array().map_or(0, Vec::len))
+            .sum(),
+        "SendMessageBatch" | "DeleteMessageBatch" => body["Entries"].as_array()?.len(),
+        _ => return None,
+    };
+    Some(count as u64)
 }
 
 impl Intercept for RequestCounter {
@@ -326,6 +351,15 @@ impl Intercept for RequestCounter {
             .and_then(|target| target.rsplit('.').next())
             .unwrap_or("unknown")
             .to_owned();
+        let body = context.request().body().bytes().unwrap_or_default();
+        if let Some(items) = batch_items(&operation, body) {
+            *self
+                .items
+                .lock()
+                .expect("counter lock")
+                .entry(operation.clone())
+                .or_default() += items;
+        }
         *self
             .counts
             .lock()
