@@ -16,7 +16,7 @@ use revisit_shared::ports::{Clock, EventQueue, Quarantine};
 
 use crate::app::{LocalApp, LocalStore};
 
-/// Where profiles, the identity index and the daily counters live.
+/// The store of profiles, the identity index and the daily counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
     /// The embedded database file in the data directory.
@@ -26,14 +26,13 @@ pub enum StoreKind {
     Dynamodb,
 }
 
-/// How events travel from the collector to the worker.
+/// The queue that carries events from the collector to the worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueueKind {
     /// An in-process queue.
     #[default]
     Local,
-    /// The SQS FIFO queue at --queue-url, polled by this process; rejected items go to the
-    /// queue at --quarantine-queue-url.
+    /// The SQS FIFO queue at --queue-url, polled by this process.
     Sqs,
 }
 
@@ -55,7 +54,8 @@ pub struct AwsArgs {
     /// URL of the SQS FIFO event queue (with --queue sqs).
     #[arg(long, env = "REVISIT_QUEUE_URL")]
     pub queue_url: Option<String>,
-    /// URL of the SQS queue for rejected items (with --queue sqs).
+    /// URL of the SQS queue for rejected items (with --queue sqs and --store dynamodb; the
+    /// embedded store keeps rejected items itself).
     #[arg(long, env = "REVISIT_QUARANTINE_QUEUE_URL")]
     pub quarantine_queue_url: Option<String>,
 }
@@ -64,15 +64,15 @@ pub struct AwsArgs {
 #[derive(Debug)]
 pub struct Backends {
     pub store: LocalStore,
-    /// Where the collector sends events: the local queue or SQS.
+    /// The queue the collector sends events to: the local queue or SQS.
     pub collector_queue: Arc<dyn EventQueue>,
     /// The SQS consumer, with --queue sqs.
     pub poller: Option<SqsPoller>,
 }
 
 impl Backends {
-    /// Connects what `args` selects. `embedded` serves as the store by default and keeps the
-    /// quarantine unless the queue is SQS.
+    /// Connects what `args` selects. `embedded` is the store by default, and it keeps the
+    /// rejected items unless both the store and the queue are on AWS.
     pub async fn connect(
         args: &AwsArgs,
         embedded: Arc<EmbeddedStore>,
@@ -88,41 +88,29 @@ impl Backends {
         }
         // Every option is checked before the SDK configuration loads, which may look for a
         // region and credentials.
-        let queue_urls = match args.queue {
-            QueueKind::Local => None,
-            QueueKind::Sqs => Some((
-                required(&args.queue_url, "--queue-url")?,
-                required(&args.quarantine_queue_url, "--quarantine-queue-url")?,
-            )),
-        };
-        let tables = match args.store {
-            StoreKind::Embedded => None,
-            StoreKind::Dynamodb => Some(DynamoTables {
-                profiles: required(&args.profiles_table, "--profiles-table")?,
-                counters: required(&args.counters_table, "--counters-table")?,
-            }),
-        };
+        let options = checked_options(args)?;
         let sdk = load_sdk_config().await;
+
         let mut collector_queue = local_queue;
         let mut quarantine: Arc<dyn Quarantine> = embedded.clone();
         let mut poller = None;
-        if let Some((url, quarantine_url)) = queue_urls {
+        if let Some(url) = options.queue_url {
             let sqs = aws_sdk_sqs::Client::new(&sdk);
             let limit = max_message_bytes(&sqs, &url)
                 .await
                 .with_context(|| format!("reading the attributes of {url}"))?;
-            let quarantine_limit = max_message_bytes(&sqs, &quarantine_url)
-                .await
-                .with_context(|| format!("reading the attributes of {quarantine_url}"))?;
             collector_queue = Arc::new(SqsEventQueue::new(sqs.clone(), &url, limit));
-            quarantine = Arc::new(SqsQuarantine::new(
-                sqs.clone(),
-                quarantine_url,
-                quarantine_limit,
-            ));
             poller = Some(SqsPoller::new(sqs, url));
         }
-        let store = match tables {
+        if let Some(url) = options.quarantine_queue_url {
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let limit = max_message_bytes(&sqs, &url)
+                .await
+                .with_context(|| format!("reading the attributes of {url}"))?;
+            quarantine = Arc::new(SqsQuarantine::new(sqs, url, limit));
+        }
+
+        let store = match options.tables {
             None => LocalStore::Embedded(embedded),
             Some(tables) => {
                 let client = aws_sdk_dynamodb::Client::new(&sdk);
@@ -136,6 +124,38 @@ impl Backends {
             poller,
         })
     }
+}
+
+/// The AWS resources that `args` select.
+struct AwsOptions {
+    queue_url: Option<String>,
+    quarantine_queue_url: Option<String>,
+    tables: Option<DynamoTables>,
+}
+
+/// Reads the AWS resources that `args` select, or returns an error naming a missing option.
+fn checked_options(args: &AwsArgs) -> anyhow::Result<AwsOptions> {
+    let on_sqs = args.queue == QueueKind::Sqs;
+    let on_dynamodb = args.store == StoreKind::Dynamodb;
+    let queue_url = on_sqs
+        .then(|| required(&args.queue_url, "--queue-url"))
+        .transpose()?;
+    let quarantine_queue_url = (on_sqs && on_dynamodb)
+        .then(|| required(&args.quarantine_queue_url, "--quarantine-queue-url"))
+        .transpose()?;
+    let tables = on_dynamodb
+        .then(|| -> anyhow::Result<DynamoTables> {
+            Ok(DynamoTables {
+                profiles: required(&args.profiles_table, "--profiles-table")?,
+                counters: required(&args.counters_table, "--counters-table")?,
+            })
+        })
+        .transpose()?;
+    Ok(AwsOptions {
+        queue_url,
+        quarantine_queue_url,
+        tables,
+    })
 }
 
 fn required(value: &Option<String>, flag: &str) -> anyhow::Result<String> {

@@ -259,6 +259,12 @@ async fn profile_sizes(
     Ok(sizes)
 }
 
+/// Mean of `size / unit`, rounded up per item, to three decimals.
+fn mean_units(sizes: &[usize], unit: usize) -> f64 {
+    let total: usize = sizes.iter().map(|size| size.div_ceil(unit)).sum();
+    (total as f64 / sizes.len().max(1) as f64 * 1000.0).round() / 1000.0
+}
+
 #[allow(clippy::too_many_arguments)]
 fn summary(
     args: &Args,
@@ -306,6 +312,10 @@ fn summary(
             "p95": percentile(0.95),
             "max": sizes.last().copied().unwrap_or(0),
         },
+        // On-demand tables bill a write per started KB and a strongly consistent read per
+        // started 4 KB; the final sizes estimate the units of every write and read.
+        "profile_write_units_mean": mean_units(sizes, 1024),
+        "profile_read_units_mean": mean_units(sizes, 4096),
         "elapsed_seconds": seconds,
     })
 }

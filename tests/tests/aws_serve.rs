@@ -89,17 +89,30 @@ async fn serve_runs_on_dynamodb_and_sqs() {
 
     let visitor = post_event(server.addr).await;
     let stored = wait_for_profile(&moto, &tables.profiles, &visitor).await;
+    // The worker counts outcomes after saving the profile.
+    let counted = wait_for_counters(&moto, &tables.counters).await;
     server.stop().await.expect("serve stops");
 
     assert!(stored, "the event never reached DynamoDB");
-    let counters = moto
-        .dynamodb()
-        .scan()
-        .table_name(&tables.counters)
-        .send()
-        .await
-        .expect("scan");
-    assert_eq!(counters.items().len(), 1);
+    assert!(counted, "the outcomes were never counted");
+}
+
+/// Waits up to 10 s for an item in the counters table.
+async fn wait_for_counters(moto: &Moto, table: &str) -> bool {
+    for _ in 0..100 {
+        let output = moto
+            .dynamodb()
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .expect("scan");
+        if !output.items().is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[tokio::test]

@@ -89,7 +89,8 @@ pub async fn build(
     Ok(app(Arc::new(collector)))
 }
 
-/// The collector's router with the client address from the API Gateway request context.
+/// Wraps the collector's router so that each request carries the client address from the
+/// API Gateway request context.
 pub fn app(collector: Arc<Collector>) -> Router {
     router(collector).layer(axum::middleware::map_request(client_ip_from_context))
 }

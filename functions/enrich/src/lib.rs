@@ -1,5 +1,5 @@
-//! The enrich Lambda: SQS FIFO batches into the worker, answered with a partial batch response
-//! that names exactly the messages to redeliver. The handler never fails the whole batch:
+//! The enrich Lambda: passes SQS FIFO batches to the worker and returns a partial batch
+//! response that names exactly the messages to redeliver. The handler never fails the whole batch:
 //! that would redeliver, and send again, events that destinations already accepted.
 
 use std::path::PathBuf;

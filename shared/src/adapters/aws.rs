@@ -2,9 +2,9 @@
 
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
-/// The loader of the SDK configuration: region, credentials and endpoints come only from the
-/// SDK's standard sources (`AWS_REGION`, the Lambda role, `AWS_ENDPOINT_URL`, ...). The code
-/// never sets an endpoint itself, so a deployed function always talks to AWS.
+/// Returns the loader of the SDK configuration. Region, credentials and endpoints come only
+/// from the SDK's standard sources (`AWS_REGION`, the Lambda role, `AWS_ENDPOINT_URL`, ...).
+/// This code sets no endpoint itself, so a deployed function always reaches AWS.
 pub fn sdk_config_loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
 }

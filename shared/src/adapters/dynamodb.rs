@@ -1,6 +1,6 @@
 //! The DynamoDB store: visitor profiles and the identity index in the profiles table, daily
-//! counters in the counters table. TTL deletes expired items only in the background (AWS says
-//! within a few days), so every read filters on `expires_at` itself.
+//! counters in the counters table. TTL deletes expired items only in the background (within a
+//! few days, per the DynamoDB Developer Guide), so every read filters on `expires_at` itself.
 
 mod item_size;
 
@@ -85,7 +85,7 @@ pub fn index_partition(kind: IdentifierKind, digest: &str) -> String {
     format!("{kind}#{digest}")
 }
 
-/// Attribute of a counter item that holds one destination's count of one outcome.
+/// Attribute of a counter item that contains one destination's count of one outcome.
 pub fn counter_attribute(destination: &str, outcome: Outcome) -> String {
     format!("{destination}#{}", outcome.as_str())
 }
@@ -281,8 +281,8 @@ impl ProfileWriter for DynamoStore {
             .put_item()
             .table_name(&self.tables.profiles)
             .set_item(Some(item));
-        // A first save may replace an item only when none exists or the stored one has expired
-        // but TTL has not deleted it yet; a later save only the version it was read at.
+        // A first save may replace an item only when none exists, or when the stored one has
+        // expired and TTL has not deleted it yet. A later save replaces only the version it read.
         let request = if profile.version == 0 {
             request
                 .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
@@ -368,7 +368,8 @@ impl IdentityIndex for DynamoStore {
                 .await
                 .map_err(unavailable)?;
             for item in output.items() {
-                // The filter runs in DynamoDB; check again so a changed filter cannot leak.
+                // The filter expression already dropped expired links. Checking again here keeps
+                // this method correct if that expression is ever changed.
                 let live = number_of(item, EXPIRES_AT).is_some_and(|at| at > now_secs);
                 let id = item
                     .get("visitor_id")

@@ -12,8 +12,8 @@ use crate::ports::{EventQueue, Quarantine, QuarantinedItem, QueueError};
 
 /// SendMessageBatch takes at most 10 entries.
 pub const MAX_BATCH_ENTRIES: usize = 10;
-/// Message size limit of a queue created before August 2025 and of most emulators, in bytes;
-/// the default when the queue's own `MaximumMessageSize` is not known.
+/// Message size limit of queues created before August 2025, in bytes. It is the default when
+/// the queue's own `MaximumMessageSize` is not known.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
 /// Total payload of one SendMessageBatch call kept below this many bytes (AWS accepts
 /// 256 KiB everywhere, 1 MiB on queues that allow 1 MiB messages).
@@ -159,7 +159,7 @@ pub struct SqsEventQueue {
 }
 
 impl SqsEventQueue {
-    /// A producer for the FIFO queue at `queue_url` whose `MaximumMessageSize` is
+    /// Creates a producer for the FIFO queue at `queue_url` whose `MaximumMessageSize` is
     /// `max_message_bytes`.
     pub fn new(client: Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
         Self {
@@ -174,9 +174,9 @@ impl SqsEventQueue {
     }
 }
 
-/// The `MessageDeduplicationId` of an event: its id when SQS accepts it (1 to 128 printable
-/// ASCII characters), otherwise the SHA-256 of the id in hex, so that a redelivered copy still
-/// gets the same value.
+/// Returns the `MessageDeduplicationId` of an event: its id when SQS accepts it (1 to 128
+/// printable ASCII characters), otherwise the SHA-256 of the id in hex, so that a redelivered
+/// copy still gets the same value.
 pub fn deduplication_id(event_id: &str) -> String {
     let accepted = !event_id.is_empty()
         && event_id.len() <= MAX_DEDUPLICATION_ID
@@ -232,8 +232,8 @@ impl SqsQuarantine {
         }
     }
 
-    /// The item as a message body that fits the queue: an oversize `raw` is cut to fit and
-    /// the cut is recorded among the item's errors.
+    /// Encodes the item as a message body that fits the queue. An oversize `raw` is cut to
+    /// fit, and the cut is recorded among the item's errors.
     fn body(&self, item: &QuarantinedItem) -> Result<String, QueueError> {
         let encode = |item: &QuarantinedItem| {
             serde_json::to_string(item).map_err(|error| QueueError::Unavailable {
@@ -244,6 +244,7 @@ impl SqsQuarantine {
         if body.len() <= self.max_message_bytes {
             return Ok(body);
         }
+
         let raw = match &item.raw {
             Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -257,6 +258,7 @@ impl SqsQuarantine {
             ),
         ));
         cut.raw = Value::String(String::new());
+
         // JSON escaping can at most multiply a character's size by 6 (`\u0000`).
         let room = self.max_message_bytes.saturating_sub(encode(&cut)?.len()) / 6;
         let mut end = room.min(raw.len());

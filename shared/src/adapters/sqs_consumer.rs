@@ -20,7 +20,7 @@ pub struct QueueMessage {
     pub group_id: Option<String>,
 }
 
-/// What processing a batch of messages did.
+/// The result of processing a batch of messages.
 #[derive(Debug, Default)]
 pub struct ProcessedBatch {
     /// Ids of the messages to redeliver, in batch order.
@@ -31,9 +31,9 @@ pub struct ProcessedBatch {
     pub outcome: BatchOutcome,
 }
 
-/// Processes `messages` in order. A message that fails, and every later message of its
-/// message group, is reported for redelivery, so one visitor's events are never applied out
-/// of order; other groups are processed. An undecodable body fails too, so that after the
+/// Processes `messages` in order. A message that fails is reported for redelivery together
+/// with every later message of its message group, so one visitor's events are never applied
+/// out of order. Other groups are processed. An undecodable body fails too, so that after the
 /// queue's `maxReceiveCount` receives it reaches the dead-letter queue instead of vanishing.
 pub async fn process_messages(worker: &Worker, messages: &[QueueMessage]) -> ProcessedBatch {
     let mut failed: BTreeSet<usize> = BTreeSet::new();
@@ -70,7 +70,7 @@ pub async fn process_messages(worker: &Worker, messages: &[QueueMessage]) -> Pro
         }
     }
     // Events after an undecodable message of their group were held back above, so the
-    // worker sees each group's events as an unbroken prefix.
+    // worker gets each group's events as an unbroken prefix.
     let outcome = worker.process_batch(&events).await;
     failed.extend(outcome.failed.iter().map(|&index| positions[index]));
     ProcessedBatch {
@@ -95,7 +95,7 @@ pub struct SqsPoller {
     pub wait_seconds: i32,
 }
 
-/// What one poll did.
+/// The result of one poll.
 #[derive(Debug, Default)]
 pub struct PollReport {
     pub received: usize,

@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 /// keeps a margin below it and below moto's check, which rejects items over 405,000 bytes.
 pub const MAX_ITEM_BYTES: usize = 400_000;
 
-/// The estimated size of `item` in bytes: attribute names plus values, never less than the
-/// size DynamoDB bills and limits.
+/// Estimates the size of `item` in bytes: attribute names plus values, by the rules of the
+/// DynamoDB Developer Guide.
 pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
     item.iter()
         .map(|(name, value)| name.len() + value_size(value))
@@ -39,7 +39,7 @@ fn value_size(value: &AttributeValue) -> usize {
     }
 }
 
-/// A number costs 1 byte per two significant digits plus 1 byte.
+/// Estimates a number's size: 1 byte per two significant digits plus 1 byte.
 fn number_size(number: &str) -> usize {
     let digits = number
         .trim_start_matches('-')
