@@ -494,3 +494,90 @@ impl NowSecs for ManualClock {
         revisit_shared::ports::Clock::now(self).timestamp()
     }
 }
+
+/// A worker on the DynamoDB store with no destinations, for tests that only need profiles.
+fn worker_on(store: &DynamoStore, clock: Arc<ManualClock>) -> revisit_shared::worker::Worker {
+    use revisit_shared::delivery::{Deliverer, RetryPolicy};
+    use revisit_shared::worker::{Worker, WorkerStores};
+
+    let config = revisit_shared::config::Config::from_lookup(|name| match name {
+        "REVISIT_SITE_HOST" => Some("www.shop.example".into()),
+        "REVISIT_SECRET" => Some("0123456789abcdef0123456789abcdef-test".into()),
+        _ => None,
+    })
+    .expect("valid config");
+    let store = Arc::new(store.clone());
+    let stores = WorkerStores {
+        reader: store.clone(),
+        writer: store.clone(),
+        index: store.clone(),
+        counters: store,
+    };
+    let deliverer = Deliverer::new(Vec::new(), RetryPolicy::default(), true, clock.clone());
+    Worker::new(
+        stores,
+        deliverer,
+        clock,
+        config.profile_policy(),
+        config.index_key(),
+    )
+}
+
+#[tokio::test]
+async fn profile_stays_bounded_over_many_events() {
+    let Some(f) = fixture("profile-bounded").await else {
+        return;
+    };
+    let worker = worker_on(&f.store, f.clock.clone());
+    let id = visitor(11);
+    let template: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(revisit_tests::fixture("collected-event.json")).expect("fixture"),
+    )
+    .expect("fixture JSON");
+    // 5,000 visits, each landing with a different campaign of about 120 bytes of UTM
+    // parameters: appended one by one, the touches alone would make a 600 KB item.
+    let events: Vec<revisit_shared::CollectedEvent> = (0..5_000)
+        .map(|n| {
+            let mut event = template.clone();
+            event["visitor_id"] = serde_json::json!(id.to_string());
+            event["event_id"] = serde_json::json!(format!("bounded-{n}"));
+            event["page"]["url"] = serde_json::json!(format!(
+                "https://www.shop.example/?utm_source=newsletter-{n:05}&utm_medium=email\
+                 &utm_campaign=spring-sale-{n:05}-long-campaign-name&utm_content=hero-{n:05}"
+            ));
+            serde_json::from_value(event).expect("a collected event")
+        })
+        .collect();
+
+    for chunk in events.chunks(10) {
+        f.clock.advance(Duration::minutes(1));
+        let outcome = worker.process_batch(chunk).await;
+        assert!(
+            outcome.failed.is_empty(),
+            "a batch failed: {:?}",
+            outcome.failed
+        );
+    }
+
+    let item = f
+        .moto
+        .dynamodb()
+        .get_item()
+        .table_name(&f.tables.profiles)
+        .set_key(Some(profile_key(&id)))
+        .send()
+        .await
+        .expect("get item")
+        .item
+        .expect("profile stored");
+    let size = item_size(&item);
+    let stored: VisitorProfile =
+        serde_json::from_str(item["profile"].as_s().expect("JSON")).expect("a profile");
+    assert!(size < 20_000, "the profile item grew to {size} bytes");
+    assert_eq!(stored.event_count, 5_000);
+    assert_eq!(stored.recent_event_ids.len(), 50);
+    assert_eq!(
+        stored.recent_event_ids.last().map(String::as_str),
+        Some("bounded-4999")
+    );
+}
