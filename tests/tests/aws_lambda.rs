@@ -312,6 +312,14 @@ async fn pipeline_stores_and_delivers() {
         return;
     };
     let deployment = Deployment::create(moto, "pipeline").await;
+    let logs = LogBuffer::default();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(logs.clone())
+            .finish(),
+    );
     let app = deployment.collect_app().await;
     let worker = deployment.worker().await;
 
@@ -388,6 +396,45 @@ async fn pipeline_stores_and_delivers() {
         "{:?}",
         counters.items()
     );
+    let logged = logs.text();
+    assert!(logged.contains("batch processed"), "no logs were captured");
+    assert!(
+        !logged.contains("user@example.com"),
+        "an email reached the logs"
+    );
+    assert!(
+        !logged.contains("pk_test_0123456789"),
+        "a credential reached the logs"
+    );
+}
+
+/// Log output kept in memory, for tests that check what the functions log.
+#[derive(Debug, Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[tokio::test]
