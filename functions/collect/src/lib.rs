@@ -109,3 +109,55 @@ async fn client_ip_from_context(mut request: Request) -> Request {
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<CollectSettings, ConfigError> {
+        let variables: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        CollectSettings::from_lookup(&|name| variables.get(name).cloned())
+    }
+
+    #[test]
+    fn settings_default_to_256_kib_messages() {
+        let parsed = settings(&[
+            ("REVISIT_QUEUE_URL", "https://sqs.example/1/events.fifo"),
+            (
+                "REVISIT_QUARANTINE_QUEUE_URL",
+                "https://sqs.example/1/quarantine",
+            ),
+        ]);
+
+        assert_eq!(parsed.expect("valid settings").max_message_bytes, 262_144);
+    }
+
+    #[test]
+    fn settings_name_missing_queue() {
+        let error = settings(&[("REVISIT_QUEUE_URL", "https://sqs.example/1/events.fifo")])
+            .expect_err("the quarantine queue is required");
+
+        assert_eq!(error.setting, "REVISIT_QUARANTINE_QUEUE_URL");
+    }
+
+    #[test]
+    fn settings_reject_out_of_range_size() {
+        let error = settings(&[
+            ("REVISIT_QUEUE_URL", "https://sqs.example/1/events.fifo"),
+            (
+                "REVISIT_QUARANTINE_QUEUE_URL",
+                "https://sqs.example/1/quarantine",
+            ),
+            ("REVISIT_QUEUE_MAX_MESSAGE_BYTES", "2000000"),
+        ])
+        .expect_err("over SQS's maximum");
+
+        assert_eq!(error.setting, "REVISIT_QUEUE_MAX_MESSAGE_BYTES");
+        assert!(error.problem.contains("2000000"), "{}", error.problem);
+    }
+}

@@ -156,3 +156,43 @@ pub async fn handle(worker: &Worker, event: SqsEvent) -> SqsBatchResponse {
         .collect();
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<EnrichSettings, ConfigError> {
+        let variables: HashMap<String, String> = pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        EnrichSettings::from_lookup(&|name| variables.get(name).cloned())
+    }
+
+    #[test]
+    fn settings_read_tables_and_parameter() {
+        let parsed = settings(&[
+            ("REVISIT_PROFILES_TABLE", "revisit-profiles"),
+            ("REVISIT_COUNTERS_TABLE", "revisit-counters"),
+            ("REVISIT_DESTINATIONS_PARAMETER", "/revisit/destinations"),
+        ])
+        .expect("valid settings");
+
+        assert_eq!(parsed.tables.profiles, "revisit-profiles");
+        assert_eq!(parsed.tables.counters, "revisit-counters");
+        assert_eq!(
+            parsed.destinations_parameter.as_deref(),
+            Some("/revisit/destinations")
+        );
+    }
+
+    #[test]
+    fn settings_name_missing_table() {
+        let error = settings(&[("REVISIT_PROFILES_TABLE", "revisit-profiles")])
+            .expect_err("the counters table is required");
+
+        assert_eq!(error.setting, "REVISIT_COUNTERS_TABLE");
+    }
+}

@@ -59,11 +59,19 @@ mod tests {
     fn item_size_counts_names_and_utf8_bytes() {
         let item = HashMap::from([
             ("pk".to_owned(), AttributeValue::S("visitor#é".into())),
-            ("n".to_owned(), AttributeValue::N("1700000000".into())),
+            ("n".to_owned(), AttributeValue::N("1740312345".into())),
         ]);
 
-        // "pk" 2 + "visitor#é" 10 bytes; "n" 1 + 8 significant digits -> 4 + 1.
-        assert_eq!(item_size(&item), 2 + 10 + 1 + 5);
+        // "pk" 2 + "visitor#é" 10 bytes; "n" 1 + 10 significant digits -> 5 + 1.
+        assert_eq!(item_size(&item), 2 + 10 + 1 + 6);
+    }
+
+    #[test]
+    fn item_size_trims_insignificant_zeros() {
+        let item = HashMap::from([("n".to_owned(), AttributeValue::N("-0001700.000".into()))]);
+
+        // Significant digits "17": 1 byte for the pair plus 1.
+        assert_eq!(item_size(&item), 1 + 2);
     }
 
     #[test]
