@@ -312,14 +312,7 @@ async fn pipeline_stores_and_delivers() {
         return;
     };
     let deployment = Deployment::create(moto, "pipeline").await;
-    let logs = LogBuffer::default();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(logs.clone())
-            .finish(),
-    );
+    let logs = capture_logs();
     let app = deployment.collect_app().await;
     let worker = deployment.worker().await;
 
@@ -406,6 +399,25 @@ async fn pipeline_stores_and_delivers() {
         !logged.contains("pk_test_0123456789"),
         "a credential reached the logs"
     );
+}
+
+/// Installs, once per test binary, a global subscriber that writes JSON log lines at DEBUG
+/// into memory, and returns that buffer. It is global rather than per thread because tracing
+/// caches per call site whether anything listens, and a thread-local subscriber misses call
+/// sites that another test thread reached first.
+fn capture_logs() -> LogBuffer {
+    static LOGS: std::sync::OnceLock<LogBuffer> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        logs
+    })
+    .clone()
 }
 
 /// Log output kept in memory, for tests that check what the functions log.
