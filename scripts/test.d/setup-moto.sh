@@ -1,7 +1,8 @@
 # Sourced by scripts/test: installs moto into .venv-moto, starts moto_server on a free loopback
 # port, and exports the AWS SDK's standard variables so the AWS tests reach it (and only it).
-# The tests in tests/tests/aws_*.rs run whenever REVISIT_TEST_MOTO is set and fail if moto is
-# unreachable; they skip with a printed notice only when it is unset (a plain `cargo test`).
+# The tests in tests/tests/aws_*.rs run whenever REVISIT_TEST_MOTO is set, and then they fail
+# if moto is unreachable. Only when it is unset (a plain `cargo test`) do they skip, with a
+# printed notice.
 
 MOTO_VERSION="5.2.5"
 MOTO_VENV="$ROOT/.venv-moto"
