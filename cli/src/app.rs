@@ -29,7 +29,7 @@ pub enum LocalStore {
     Embedded(Arc<EmbeddedStore>),
     /// Process memory: for replays and tests.
     Memory(Arc<MemoryStore>),
-    /// DynamoDB tables, with the quarantine kept elsewhere (DynamoDB holds none).
+    /// DynamoDB tables, with the quarantine kept elsewhere because DynamoDB stores none.
     Dynamo {
         store: Arc<DynamoStore>,
         quarantine: Arc<dyn Quarantine>,

@@ -1,5 +1,5 @@
-//! Counts the AWS requests per event of the deployed path for a visit log, against moto:
-//! each line goes through the collector's router into an SQS FIFO queue; a poller that does
+//! Counts the AWS requests per event of the deployed path for a visit log, against moto.
+//! Each line goes through the collector's router into an SQS FIFO queue. A poller that does
 //! what Lambda's event source mapping does hands batches of up to 10 to the worker, which
 //! reads and writes DynamoDB. Both destinations write to an outbox, so no platform is called.
 //!
@@ -205,8 +205,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `/collect` request the storefront would send for one log line, with the browser's
-/// server-set cookie.
+/// Builds the `/collect` request the storefront would send for one log line, with the
+/// browser's server-set cookie.
 fn build_request(visit: &VisitLine, cookie: Option<&str>) -> anyhow::Result<http::Request<Body>> {
     let mut event = visit.event.clone();
     if let Some(object) = event.as_object_mut() {

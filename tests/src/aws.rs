@@ -30,7 +30,8 @@ pub struct Moto {
     pub sdk: SdkConfig,
 }
 
-/// The moto server of this test run, or `None` (after a printed notice) when the run has none.
+/// Returns the moto server of this test run, or `None` (after a printed notice) when the run
+/// has none.
 ///
 /// Panics when `REVISIT_TEST_MOTO` is set but `AWS_ENDPOINT_URL` is not: under `scripts/test`
 /// a missing emulator is a failure, never a skip.
@@ -69,7 +70,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// A name no other test uses: `prefix` plus random hex.
+/// Returns a name no other test uses: `prefix` plus random hex.
 pub fn unique_name(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -90,7 +91,7 @@ impl Moto {
         aws_sdk_ssm::Client::new(&self.sdk)
     }
 
-    /// A DynamoDB client whose requests `counter` counts.
+    /// Builds a DynamoDB client whose requests `counter` counts.
     pub fn counted_dynamodb(&self, counter: &RequestCounter) -> aws_sdk_dynamodb::Client {
         let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
             .interceptor(counter.clone())
@@ -98,7 +99,7 @@ impl Moto {
         aws_sdk_dynamodb::Client::from_conf(config)
     }
 
-    /// An SQS client whose requests `counter` counts.
+    /// Builds an SQS client whose requests `counter` counts.
     pub fn counted_sqs(&self, counter: &RequestCounter) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::config::Builder::from(&self.sdk)
             .interceptor(counter.clone())
@@ -161,8 +162,8 @@ impl Moto {
     }
 
     /// Creates a FIFO event queue as template.yaml defines it (per-group deduplication, 256 KiB
-    /// messages) with a FIFO dead-letter queue after `max_receive_count` receives; returns
-    /// (queue URL, dead-letter queue URL).
+    /// messages) with a FIFO dead-letter queue after `max_receive_count` receives. Returns the
+    /// queue URL and the dead-letter queue URL.
     pub async fn create_event_queue(
         &self,
         prefix: &str,
@@ -281,7 +282,7 @@ impl Moto {
 }
 
 /// Counts AWS requests by operation (such as `BatchGetItem` or `SendMessageBatch`), retries
-/// included, by reading the `X-Amz-Target` header of each request as it is sent; for batch
+/// included, by reading the `X-Amz-Target` header of each request as it is sent. For batch
 /// operations it also counts the items (keys or entries) the requests carry.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {

@@ -155,7 +155,7 @@ async fn profile_expired_is_never_returned() {
     };
     let id = visitor(3);
     let now = f.clock.now_secs();
-    // TTL deletion runs in the background (AWS says usually within days), so a read can meet
+    // TTL deletion runs in the background (usually within days, per the DynamoDB Developer Guide), so a read can meet
     // an item past its expiry; moto never deletes it at all.
     let mut item = profile_key(&id);
     let mut expired = profile(&id, start(), 0);
@@ -495,7 +495,7 @@ impl NowSecs for ManualClock {
     }
 }
 
-/// A worker on the DynamoDB store with no destinations, for tests that only need profiles.
+/// Builds a worker on the DynamoDB store with no destinations, for tests of profiles alone.
 fn worker_on(store: &DynamoStore, clock: Arc<ManualClock>) -> revisit_shared::worker::Worker {
     use revisit_shared::delivery::{Deliverer, RetryPolicy};
     use revisit_shared::worker::{Worker, WorkerStores};

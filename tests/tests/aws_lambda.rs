@@ -36,7 +36,7 @@ struct Deployment {
 
 impl Deployment {
     /// Creates tables, queues and SSM parameters as template.yaml does, with Klaviyo live
-    /// against a stand-in and no delivery retries (so one scripted answer is one attempt).
+    /// against a stand-in and no delivery retries (so one scripted response is one attempt).
     async fn create(moto: Moto, test: &str) -> Self {
         let tables = moto.create_tables(test).await;
         let (queue_url, dead_letter_url) = moto.create_event_queue(test, 30, 3).await;
@@ -145,7 +145,7 @@ fn read_fixture(name: &str) -> Value {
     serde_json::from_str(&text).expect("fixture JSON")
 }
 
-/// An SQS event from the fixture's record template, one record per (message id, event).
+/// Builds an SQS event from the fixture's record template, one record per (message id, event).
 fn sqs_event(records: &[(&str, &CollectedEvent)]) -> SqsEvent {
     let template = read_fixture("sqs-event.json")["Records"][0].clone();
     let records: Vec<Value> = records
@@ -291,7 +291,7 @@ async fn collect_reads_decoded_base64_body() {
     };
     let deployment = Deployment::create(moto, "collect-base64").await;
     let app = deployment.collect_app().await;
-    // A Blob beacon without a type: API Gateway base64-encodes the body and says so.
+    // A Blob beacon without a type: API Gateway base64-encodes the body and sets isBase64Encoded.
     let event = read_fixture("apigw-v2-collect-base64.json");
 
     let response = invoke_collect(app, &event).await;
@@ -350,7 +350,7 @@ async fn pipeline_stores_and_delivers() {
         expires_at > chrono::Utc::now().timestamp() + 300 * 86_400,
         "{expires_at}"
     );
-    // The identity index holds a keyed hash of the email, never the email itself.
+    // The identity index contains a keyed hash of the email, never the email itself.
     let digest = worker.index_digest(IdentifierKind::Email, "user@example.com");
     let link = deployment
         .moto
@@ -466,7 +466,7 @@ async fn enrich_reports_only_failed_message() {
         ("m-2", &events[1]),
         ("m-3", &events[2]),
     ]);
-    // Klaviyo takes one event per request, in batch order; the second answers HTTP 500.
+    // Klaviyo takes one event per request, in batch order; the second gets HTTP 500.
     deployment.klaviyo.script([
         Scripted::status(202),
         Scripted::status(500),

@@ -185,8 +185,8 @@ async fn queue_limit_is_read_from_queue() {
 
 #[tokio::test]
 async fn event_queue_reports_rejected_entries() {
-    // A loopback stand-in answers SendMessageBatch like SQS does when it accepts one entry of
-    // two; moto never rejects single entries of a valid request.
+    // A loopback stand-in responds to SendMessageBatch as SQS does when it accepts one entry
+    // of two; moto never rejects single entries of a valid request.
     let stand_in = StandIn::start().await;
     let answer =
         std::fs::read_to_string(fixture("sqs-send-message-batch-partial.json")).expect("fixture");

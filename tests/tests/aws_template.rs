@@ -70,7 +70,7 @@ fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Val
         .collect()
 }
 
-/// Every IAM statement of a role, as (actions, resources).
+/// Returns every IAM statement of a role, as (actions, resources).
 fn statements(template: &Value, role: &str) -> Vec<(Vec<String>, Vec<Value>)> {
     let policies = properties(template, role)["Policies"]
         .as_array()
