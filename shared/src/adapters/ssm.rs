@@ -10,6 +10,8 @@ use crate::destinations::Secret;
 
 /// Prefix of a reference to an SSM parameter.
 pub const SSM_PREFIX: &str = "ssm:";
+/// Parameter Store path under which a Secrets Manager secret is read by its id.
+const SECRETS_MANAGER_PREFIX: &str = "/aws/reference/secretsmanager/";
 /// GetParameters takes at most 10 names per request.
 const NAMES_PER_REQUEST: usize = 10;
 
@@ -104,10 +106,18 @@ async fn parameter_values(
             }
         }
     }
-    // A name can come back under another spelling only for Secrets Manager references;
-    // anything asked for and not returned counts as missing.
     for name in names {
-        if !values.contains_key(*name) && !missing.iter().any(|m| m == name) {
+        if values.contains_key(*name) {
+            continue;
+        }
+        // moto 5.2.5 returns a Secrets Manager reference under the secret's own name rather
+        // than the requested path, so both spellings are accepted.
+        let secret = name.strip_prefix(SECRETS_MANAGER_PREFIX);
+        if let Some(value) = secret.and_then(|secret| values.remove(secret)) {
+            values.insert((*name).to_owned(), value);
+            continue;
+        }
+        if !missing.iter().any(|m| m == name) {
             missing.push((*name).to_owned());
         }
     }
