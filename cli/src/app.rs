@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use revisit_shared::adapters::dynamodb::DynamoStore;
 use revisit_shared::adapters::embedded::EmbeddedStore;
 use revisit_shared::adapters::http::HttpTransport;
 use revisit_shared::adapters::local_queue::LocalQueue;
@@ -17,7 +18,7 @@ use revisit_shared::delivery::{Deliverer, RetryPolicy};
 use revisit_shared::destinations::DestinationsConfig;
 use revisit_shared::destinations::config::build_destinations;
 use revisit_shared::ports::{
-    Clock, DailyCounters, IdentityIndex, ProfileReader, ProfileWriter, Quarantine,
+    Clock, DailyCounters, EventQueue, IdentityIndex, ProfileReader, ProfileWriter, Quarantine,
 };
 use revisit_shared::worker::{Worker, WorkerStores};
 
@@ -28,6 +29,11 @@ pub enum LocalStore {
     Embedded(Arc<EmbeddedStore>),
     /// Process memory: for replays and tests.
     Memory(Arc<MemoryStore>),
+    /// DynamoDB tables, with the quarantine kept elsewhere because DynamoDB stores none.
+    Dynamo {
+        store: Arc<DynamoStore>,
+        quarantine: Arc<dyn Quarantine>,
+    },
 }
 
 impl LocalStore {
@@ -48,6 +54,15 @@ impl LocalStore {
         match self {
             Self::Embedded(store) => split(store),
             Self::Memory(store) => split(store),
+            Self::Dynamo { store, quarantine } => {
+                let stores = WorkerStores {
+                    reader: store.clone(),
+                    writer: store.clone(),
+                    index: store.clone(),
+                    counters: store.clone(),
+                };
+                (stores, Arc::clone(quarantine))
+            }
         }
     }
 }
@@ -69,6 +84,20 @@ pub fn build(
     outbox_dir: &Path,
     clock: Arc<dyn Clock>,
     queue: Arc<LocalQueue>,
+) -> anyhow::Result<LocalApp> {
+    let collector_queue: Arc<dyn EventQueue> = queue.clone();
+    build_with_queue(config, store, outbox_dir, clock, queue, collector_queue)
+}
+
+/// Builds local mode whose collector sends to `collector_queue` (such as an SQS queue)
+/// instead of the in-process `queue`.
+pub fn build_with_queue(
+    config: &Config,
+    store: LocalStore,
+    outbox_dir: &Path,
+    clock: Arc<dyn Clock>,
+    queue: Arc<LocalQueue>,
+    collector_queue: Arc<dyn EventQueue>,
 ) -> anyhow::Result<LocalApp> {
     let destinations = match &config.destinations_file {
         Some(path) => DestinationsConfig::load(path)?,
@@ -104,7 +133,7 @@ pub fn build(
     );
     let collector = Collector::new(
         config.collector_settings(),
-        queue.clone(),
+        collector_queue,
         quarantine,
         Arc::clone(&clock),
     );

@@ -22,7 +22,8 @@ use revisit_shared::adapters::local_queue::LocalQueue;
 use revisit_shared::collect::{ClientIp, router};
 use revisit_shared::config::Config;
 
-use crate::app::{self, LocalStore};
+use crate::app;
+use crate::aws::{self, AwsArgs, Backends};
 
 /// Events the local worker takes per batch, as an SQS event source would hand them over.
 const BATCH_SIZE: usize = 10;
@@ -51,6 +52,8 @@ pub struct ServeArgs {
     /// Serve POST /__dev/clock, which moves the server clock forward (for browser tests).
     #[arg(long)]
     pub dev_clock: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 /// A running local server.
@@ -112,12 +115,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         BATCH_SIZE,
         Some(args.data_dir.join("dead-letter.jsonl")),
     ));
-    let app = app::build(
+    let backends =
+        Backends::connect(&args.aws, Arc::new(store), queue.clone(), clock.clone()).await?;
+    let app = app::build_with_queue(
         &config,
-        LocalStore::Embedded(Arc::new(store)),
+        backends.store,
         &outbox_dir,
         clock.clone(),
         queue,
+        backends.collector_queue,
     )?;
     let mut routes = router(Arc::clone(&app.collector)).merge(web_routes());
     if args.dev_clock {
@@ -139,9 +145,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         })
         .await
     });
-    let consumer_app = app.clone();
-    let consumer =
-        tokio::spawn(async move { consumer_app.queue.consume(&consumer_app.worker).await });
+    let consumer = aws::spawn_consumer(app.clone(), backends.poller);
     tracing::info!(
         address = %addr,
         data_dir = %args.data_dir.display(),

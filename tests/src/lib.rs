@@ -1,5 +1,8 @@
 //! Test support: a loopback HTTP server that stands in for a destination API, records every
-//! request and answers with scripted responses.
+//! request and answers with scripted responses; `aws` adds the helpers of the tests against
+//! moto.
+
+pub mod aws;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -330,6 +330,7 @@ async fn serve_restart_keeps_visitor_identity() {
         data_dir: data_dir.path().to_path_buf(),
         outbox: None,
         dev_clock: false,
+        aws: Default::default(),
     };
     let client = reqwest::Client::new();
     let subscribe = event(
