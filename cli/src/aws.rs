@@ -169,8 +169,9 @@ fn required(value: &Option<String>, flag: &str) -> anyhow::Result<String> {
 pub fn spawn_consumer(app: LocalApp, poller: Option<SqsPoller>) -> JoinHandle<()> {
     match poller {
         None => tokio::spawn(async move { app.queue.consume(&app.worker).await }),
+        // SQS keeps unprocessed messages itself, so a stop only ends the polling.
         Some(poller) => tokio::spawn(async move {
-            loop {
+            while !app.queue.is_stopping() {
                 match poller.poll_once(&app.worker).await {
                     Ok(report) if report.received > 0 => {
                         tracing::debug!(

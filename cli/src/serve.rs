@@ -29,6 +29,8 @@ use crate::aws::{self, AwsArgs, Backends};
 const BATCH_SIZE: usize = 10;
 /// How long shutdown waits for queued events to be processed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the worker to finish the batch it is on.
+const CONSUMER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The storefront script, served at `/revisit.js`.
 pub const REVISIT_JS: &str = include_str!("../../web/src/revisit.js");
@@ -65,10 +67,12 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     http: JoinHandle<std::io::Result<()>>,
     consumer: JoinHandle<()>,
+    spool_path: PathBuf,
 }
 
 impl Server {
-    /// Stops accepting requests, processes what is queued and releases the store.
+    /// Stops accepting requests, processes what is queued for up to `DRAIN_TIMEOUT`, spools
+    /// what is left to `DATA_DIR/spool.jsonl` for the next start, and releases the store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -80,8 +84,25 @@ impl Server {
         {
             tracing::warn!("queued events were still being processed at shutdown");
         }
-        self.consumer.abort();
-        let _ = (&mut self.consumer).await;
+        self.app.queue.stop();
+        // The consumer finishes its current batch; failed events go back to the queue.
+        if tokio::time::timeout(CONSUMER_STOP_TIMEOUT, &mut self.consumer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the worker did not finish its batch in time; its events may be sent again"
+            );
+            self.consumer.abort();
+        }
+        let spooled = self
+            .app
+            .queue
+            .spool(&self.spool_path)
+            .with_context(|| format!("writing {}", self.spool_path.display()))?;
+        if spooled > 0 {
+            tracing::warn!(events = spooled, path = %self.spool_path.display(), "unprocessed events spooled for the next start");
+        }
         tracing::info!("revisit stopped");
         Ok(())
     }
@@ -115,6 +136,16 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         BATCH_SIZE,
         Some(args.data_dir.join("dead-letter.jsonl")),
     ));
+    let spool_path = args.data_dir.join("spool.jsonl");
+    let restored = queue
+        .restore(&spool_path)
+        .with_context(|| format!("reading {}", spool_path.display()))?;
+    if restored > 0 {
+        tracing::info!(
+            events = restored,
+            "events spooled at the last stop queued again"
+        );
+    }
     let backends =
         Backends::connect(&args.aws, Arc::new(store), queue.clone(), clock.clone()).await?;
     let app = app::build_with_queue(
@@ -160,6 +191,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         shutdown: Some(shutdown),
         http,
         consumer,
+        spool_path,
     })
 }
 
