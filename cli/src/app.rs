@@ -77,6 +77,15 @@ pub struct LocalApp {
     pub store: LocalStore,
 }
 
+/// Whether destinations with credentials are sent to for real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Destinations with credentials are sent to; the others write to the outbox.
+    Live,
+    /// Every destination writes to the outbox, credentials or not (replays of old logs).
+    OutboxOnly,
+}
+
 /// Builds local mode from `config`, writing outbox files into `outbox_dir`.
 pub fn build(
     config: &Config,
@@ -84,9 +93,18 @@ pub fn build(
     outbox_dir: &Path,
     clock: Arc<dyn Clock>,
     queue: Arc<LocalQueue>,
+    delivery: Delivery,
 ) -> anyhow::Result<LocalApp> {
     let collector_queue: Arc<dyn EventQueue> = queue.clone();
-    build_with_queue(config, store, outbox_dir, clock, queue, collector_queue)
+    build_with_queue(
+        config,
+        store,
+        outbox_dir,
+        clock,
+        queue,
+        collector_queue,
+        delivery,
+    )
 }
 
 /// Builds local mode whose collector sends to `collector_queue` (such as an SQS queue)
@@ -98,6 +116,7 @@ pub fn build_with_queue(
     clock: Arc<dyn Clock>,
     queue: Arc<LocalQueue>,
     collector_queue: Arc<dyn EventQueue>,
+    delivery: Delivery,
 ) -> anyhow::Result<LocalApp> {
     let destinations = match &config.destinations_file {
         Some(path) => DestinationsConfig::load(path)?,
@@ -109,8 +128,17 @@ pub fn build_with_queue(
         Outbox::new(outbox_dir)
             .with_context(|| format!("creating the outbox {}", outbox_dir.display()))?,
     );
-    let routes = build_destinations(&destinations, &BTreeMap::new(), http, outbox)?;
-    for route in &routes {
+    let mut routes = build_destinations(&destinations, &BTreeMap::new(), http, outbox.clone())?;
+    if routes.is_empty() {
+        anyhow::bail!(
+            "invalid setting REVISIT_DESTINATIONS_FILE: no destination is enabled, so every event would be dropped"
+        );
+    }
+    for route in &mut routes {
+        if delivery == Delivery::OutboxOnly {
+            route.transport = outbox.clone();
+            route.live = false;
+        }
         let mode = if route.live { "live" } else { "outbox" };
         tracing::info!(
             destination = route.destination.name(),

@@ -50,6 +50,14 @@ pub struct ReplayArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Destinations file [default: REVISIT_DESTINATIONS_FILE, else every destination in
+    /// outbox mode].
+    #[arg(long)]
+    pub destinations: Option<PathBuf>,
+    /// Send to destinations that have credentials in the destinations file. Without it every
+    /// request only goes to the outbox, so replaying old events never reaches a platform.
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// One line of a visit log.
@@ -95,12 +103,22 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<Report> {
     let config = Config::from_lookup(|name| match name {
         "REVISIT_SITE_HOST" => Some(site_host.clone()),
         "REVISIT_SECRET" => Some(secret_hex.clone()),
+        "REVISIT_DESTINATIONS_FILE" => args
+            .destinations
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .or_else(|| std::env::var(name).ok()),
         _ => std::env::var(name).ok(),
     })?;
     let clock = Arc::new(ManualClock::new(DateTime::<Utc>::UNIX_EPOCH));
     let queue = Arc::new(LocalQueue::new(1, None));
     let store = LocalStore::Memory(Arc::new(MemoryStore::new()));
-    let app = app::build(&config, store, &args.outbox, clock.clone(), queue)?;
+    let delivery = if args.live {
+        app::Delivery::Live
+    } else {
+        app::Delivery::OutboxOnly
+    };
+    let app = app::build(&config, store, &args.outbox, clock.clone(), queue, delivery)?;
     let routes = router(Arc::clone(&app.collector));
     let progress = progress_bar(size, args.quiet);
     let mut report = Report::new(args.script_cookie_days);

@@ -155,6 +155,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
         clock.clone(),
         queue,
         backends.collector_queue,
+        app::Delivery::Live,
     )?;
     let mut routes = router(Arc::clone(&app.collector)).merge(web_routes());
     if args.dev_clock {
