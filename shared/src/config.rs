@@ -201,6 +201,7 @@ impl Config {
             site_domain,
             internal_domains: self.internal_domains.clone(),
             fbc_subdomain_index: cookie::fbc_subdomain_index(&self.site_host),
+            consent_default: self.consent_default,
         }
     }
 

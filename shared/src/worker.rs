@@ -11,10 +11,10 @@ use sha2::Sha256;
 
 use crate::delivery::{Deliverer, DeliveryReport};
 use crate::enrich::EnrichedEvent;
-use crate::event::{CollectedEvent, VisitorId};
+use crate::event::{CollectedEvent, Purpose, VisitorId};
 use crate::ports::{
-    Clock, DailyCount, DailyCounters, IdentifierKind, IdentityIndex, ProfileReader, ProfileWriter,
-    StoreError,
+    Clock, DailyCount, DailyCounters, IdentifierKind, IdentityIndex, Outcome, ProfileReader,
+    ProfileWriter, StoreError,
 };
 use crate::profile::{Observations, ProfilePolicy, VisitorProfile, keys, observe_event};
 
@@ -37,6 +37,17 @@ struct IndexLink {
     digest: String,
     visitor_id: VisitorId,
     expires_at: i64,
+}
+
+/// Profiles with a batch's events applied, and what applying them produced.
+#[derive(Debug, Default)]
+struct AppliedBatch {
+    profiles: HashMap<VisitorId, VisitorProfile>,
+    /// Enriched events in batch order.
+    enriched: Vec<EnrichedEvent>,
+    /// Positions of events whose id appeared earlier in the batch for the same visitor.
+    repeats: BTreeSet<usize>,
+    links: Vec<IndexLink>,
 }
 
 /// What processing a batch did.
@@ -89,12 +100,9 @@ impl Worker {
             return outcome;
         }
         let now_secs = self.clock.now().timestamp();
-        let mut by_visitor: BTreeMap<&VisitorId, Vec<usize>> = BTreeMap::new();
-        for (index, event) in events.iter().enumerate() {
-            by_visitor.entry(&event.visitor_id).or_default().push(index);
-        }
+        let by_visitor = group_by_visitor(events);
         let ids: Vec<VisitorId> = by_visitor.keys().map(|id| (*id).clone()).collect();
-        let mut profiles = match self.stores.reader.load_profiles(&ids, now_secs).await {
+        let profiles = match self.stores.reader.load_profiles(&ids, now_secs).await {
             Ok(profiles) => profiles,
             Err(error) => {
                 tracing::error!(events = events.len(), error = %error, "loading profiles failed; the batch will be redelivered");
@@ -102,36 +110,10 @@ impl Worker {
                 return outcome;
             }
         };
-        let mut touched: HashMap<VisitorId, VisitorProfile> = HashMap::new();
-        let mut links = Vec::new();
-        let mut enriched_at: Vec<(usize, EnrichedEvent)> = Vec::new();
-        for (visitor_id, indexes) in &by_visitor {
-            let mut profile = profiles.remove(*visitor_id).unwrap_or_else(|| {
-                VisitorProfile::new(
-                    (*visitor_id).clone(),
-                    events[indexes[0]].received_at.timestamp_millis(),
-                )
-            });
-            for &index in indexes {
-                let event = &events[index];
-                let (enriched, new_links) = self.apply_event(&mut profile, event, now_secs);
-                links.extend(new_links);
-                enriched_at.push((index, enriched));
-            }
-            touched.insert((*visitor_id).clone(), profile);
-        }
-        enriched_at.sort_by_key(|(index, _)| *index);
-        let enriched: Vec<EnrichedEvent> =
-            enriched_at.iter().map(|(_, event)| event.clone()).collect();
+        let applied = self.apply_batch(events, &by_visitor, profiles, now_secs);
+        let mut touched = applied.profiles;
         let delivery = self
-            .deliverer
-            .deliver(&enriched, &|event_id, destination| {
-                events
-                    .iter()
-                    .find(|event| event.event_id == event_id)
-                    .and_then(|event| touched.get(&event.visitor_id))
-                    .is_some_and(|profile| profile.was_delivered(event_id, destination))
-            })
+            .deliver(events, &applied.enriched, &applied.repeats, &touched)
             .await;
         for (event_id, destination) in &delivery.accepted {
             if let Some(event) = events.iter().find(|event| &event.event_id == event_id)
@@ -147,24 +129,87 @@ impl Worker {
                 outcome.failed.extend(indexes.iter().copied());
             }
         }
-        for (visitor_id, indexes) in &by_visitor {
-            let first_failure = indexes
-                .iter()
-                .position(|&index| delivery.retryable.contains(&events[index].event_id));
-            if let Some(position) = first_failure {
-                outcome.failed.extend(indexes[position..].iter().copied());
-                tracing::warn!(visitor_id = %visitor_id, failed = indexes.len() - position, "events of visitor marked for redelivery");
-            }
-        }
-        self.link_identities(&links).await;
+        outcome
+            .failed
+            .extend(later_events_of_failed(events, &by_visitor, &delivery));
+        self.link_identities(&applied.links).await;
         self.count(&delivery).await;
-        outcome.enriched = enriched;
+        outcome.enriched = applied.enriched;
         outcome.delivery = delivery;
         outcome
     }
 
+    /// Applies every event to its visitor's profile, in order, and enriches it.
+    fn apply_batch(
+        &self,
+        events: &[CollectedEvent],
+        by_visitor: &BTreeMap<&VisitorId, Vec<usize>>,
+        mut profiles: HashMap<VisitorId, VisitorProfile>,
+        now_secs: i64,
+    ) -> AppliedBatch {
+        let mut applied = AppliedBatch::default();
+        let mut enriched_at: Vec<(usize, EnrichedEvent)> = Vec::new();
+        for (visitor_id, indexes) in by_visitor {
+            let first_seen_ms = events[indexes[0]].received_at.timestamp_millis();
+            let mut profile = profiles
+                .remove(*visitor_id)
+                .unwrap_or_else(|| VisitorProfile::new((*visitor_id).clone(), first_seen_ms));
+            let mut seen = BTreeSet::new();
+            for &index in indexes {
+                let event = &events[index];
+                // A browser may send one event twice in a batch; only the first copy goes out.
+                if !seen.insert(event.event_id.as_str()) {
+                    applied.repeats.insert(index);
+                }
+                let (enriched, new_links) = self.apply_event(&mut profile, event, now_secs);
+                applied.links.extend(new_links);
+                enriched_at.push((index, enriched));
+            }
+            applied.profiles.insert((*visitor_id).clone(), profile);
+        }
+        enriched_at.sort_by_key(|(index, _)| *index);
+        applied.enriched = enriched_at.into_iter().map(|(_, event)| event).collect();
+        applied
+    }
+
+    /// Delivers the batch's events except repeated copies, which count as duplicates.
+    async fn deliver(
+        &self,
+        events: &[CollectedEvent],
+        enriched: &[EnrichedEvent],
+        repeats: &BTreeSet<usize>,
+        touched: &HashMap<VisitorId, VisitorProfile>,
+    ) -> DeliveryReport {
+        let unique: Vec<EnrichedEvent> = enriched
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !repeats.contains(index))
+            .map(|(_, event)| event.clone())
+            .collect();
+        let mut delivery = self
+            .deliverer
+            .deliver(&unique, &|event_id, destination| {
+                events
+                    .iter()
+                    .find(|event| event.event_id == event_id)
+                    .and_then(|event| touched.get(&event.visitor_id))
+                    .is_some_and(|profile| profile.was_delivered(event_id, destination))
+            })
+            .await;
+        if !repeats.is_empty() {
+            for route in self.deliverer.routes() {
+                let key = (route.destination.name().to_owned(), Outcome::Duplicate);
+                *delivery.counts.entry(key).or_default() += repeats.len() as u64;
+            }
+        }
+        delivery
+    }
+
     /// Applies one event (unless it was applied before) and returns its enriched form with the
     /// index links for identifiers the profile did not have.
+    ///
+    /// An event whose page denied marketing consent is enriched with what it carries, for the
+    /// destinations it may still reach, but nothing it carries is remembered for later events.
     fn apply_event(
         &self,
         profile: &mut VisitorProfile,
@@ -172,18 +217,20 @@ impl Worker {
         now_secs: i64,
     ) -> (EnrichedEvent, Vec<IndexLink>) {
         let observations = observe_event(event, &self.policy);
+        if !self.may_remember(event) {
+            let mut scratch = profile.clone();
+            let supplied = self.apply_observations(&mut scratch, event, &observations);
+            profile.mark_applied(&event.event_id, event.received_at.timestamp_millis());
+            let enriched = EnrichedEvent::new(event.clone(), &scratch, &supplied, now_secs);
+            return (enriched, Vec::new());
+        }
         let known_email = profile
             .identity_value(keys::EMAIL, now_secs)
             .map(str::to_owned);
         let known_phone = profile
             .identity_value(keys::PHONE, now_secs)
             .map(str::to_owned);
-        let received_ms = event.received_at.timestamp_millis();
-        let supplied = if profile.has_applied(&event.event_id) {
-            supplied_paths(&observations)
-        } else {
-            profile.apply(&observations, &event.event_id, received_ms, &self.policy)
-        };
+        let supplied = self.apply_observations(profile, event, &observations);
         let mut links = Vec::new();
         for (kind, key, known) in [
             (IdentifierKind::Email, keys::EMAIL, known_email),
@@ -202,6 +249,29 @@ impl Worker {
         }
         let enriched = EnrichedEvent::new(event.clone(), profile, &supplied, now_secs);
         (enriched, links)
+    }
+
+    /// Whether what the event carries may be kept: only with marketing consent, since every
+    /// identifier and click id is kept to match the visitor on ad and email platforms.
+    fn may_remember(&self, event: &CollectedEvent) -> bool {
+        event
+            .consent
+            .allows(Purpose::Marketing, self.policy.consent_default)
+    }
+
+    /// Applies the observations unless the event was applied before; returns the paths of the
+    /// fields the event supplied.
+    fn apply_observations(
+        &self,
+        profile: &mut VisitorProfile,
+        event: &CollectedEvent,
+        observations: &Observations,
+    ) -> BTreeSet<String> {
+        if profile.has_applied(&event.event_id) {
+            return supplied_paths(observations);
+        }
+        let received_ms = event.received_at.timestamp_millis();
+        profile.apply(observations, &event.event_id, received_ms, &self.policy)
     }
 
     /// Saves `profile`; on a conflict reloads it, applies the visitor's events again (those
@@ -224,23 +294,13 @@ impl Worker {
                         .reader
                         .load_profiles(std::slice::from_ref(&id), now_secs)
                         .await?;
-                    let mut fresh = loaded.get(&id).cloned().unwrap_or_else(|| {
-                        VisitorProfile::new(
-                            id.clone(),
-                            events[indexes[0]].received_at.timestamp_millis(),
-                        )
-                    });
+                    let first_seen_ms = events[indexes[0]].received_at.timestamp_millis();
+                    let mut fresh = loaded
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| VisitorProfile::new(id.clone(), first_seen_ms));
                     for &index in indexes {
-                        let event = &events[index];
-                        if !fresh.has_applied(&event.event_id) {
-                            let observations = observe_event(event, &self.policy);
-                            fresh.apply(
-                                &observations,
-                                &event.event_id,
-                                event.received_at.timestamp_millis(),
-                                &self.policy,
-                            );
-                        }
+                        self.apply_event(&mut fresh, &events[index], now_secs);
                     }
                     for record in &profile.deliveries {
                         for destination in &record.destinations {
@@ -306,6 +366,35 @@ impl Worker {
             tracing::warn!(error = %error, "updating daily counters failed; dashboards will undercount");
         }
     }
+}
+
+/// Events of each visitor, by position in the batch, in batch order.
+fn group_by_visitor(events: &[CollectedEvent]) -> BTreeMap<&VisitorId, Vec<usize>> {
+    let mut by_visitor: BTreeMap<&VisitorId, Vec<usize>> = BTreeMap::new();
+    for (index, event) in events.iter().enumerate() {
+        by_visitor.entry(&event.visitor_id).or_default().push(index);
+    }
+    by_visitor
+}
+
+/// Positions of the events to redeliver because of a retryable delivery failure: the first
+/// failed event of each visitor and every later event of that visitor, so order survives.
+fn later_events_of_failed(
+    events: &[CollectedEvent],
+    by_visitor: &BTreeMap<&VisitorId, Vec<usize>>,
+    delivery: &DeliveryReport,
+) -> Vec<usize> {
+    let mut failed = Vec::new();
+    for (visitor_id, indexes) in by_visitor {
+        let first_failure = indexes
+            .iter()
+            .position(|&index| delivery.retryable.contains(&events[index].event_id));
+        if let Some(position) = first_failure {
+            failed.extend(indexes[position..].iter().copied());
+            tracing::warn!(visitor_id = %visitor_id, failed = indexes.len() - position, "events of visitor marked for redelivery");
+        }
+    }
+    failed
 }
 
 /// The field paths an event supplies, without applying it (for an event applied before).

@@ -421,3 +421,23 @@ async fn identity_without_activity_expires() {
     assert_eq!(day31[0].enriched[0].email(), None);
     assert_eq!(day31[0].enriched[0].event.visitor_id, visitor(&first));
 }
+
+#[tokio::test]
+async fn click_ids_never_outlive_retention() {
+    let harness = Harness::start(start_time(), &[("REVISIT_RETENTION_DAYS", "1")]).await;
+    let landing = "https://www.shop.example/?fbclid=IwAR2F4-dbP0l7Mn&epik=dj0yJnU9Abc";
+    let first = post_with(&harness, &event("dl_user_data", "l-1", landing, None), None).await;
+    let cookie = first.visitor_cookie();
+    harness.drain().await;
+
+    harness.advance(Duration::hours(20));
+    post_with(&harness, &event("dl_view_item", "v-1", "https://www.shop.example/p", None), Some(&cookie)).await;
+    let within = harness.drain().await;
+    harness.advance(Duration::days(8));
+    post_with(&harness, &event("dl_view_cart", "c-8", "https://www.shop.example/cart", None), Some(&cookie)).await;
+    let after = harness.drain().await;
+
+    assert!(within[0].enriched[0].click_id("fbc").is_some());
+    assert!(after[0].enriched[0].click_id("fbc").is_none());
+    assert!(after[0].enriched[0].click_id("epik").is_none());
+}

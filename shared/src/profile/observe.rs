@@ -22,6 +22,8 @@ pub struct ProfilePolicy {
     pub internal_domains: Vec<String>,
     /// Dots in the domain the server scopes its cookies to: the `fbc` subdomain index.
     pub fbc_subdomain_index: usize,
+    /// Consent assumed for a purpose the page did not state.
+    pub consent_default: bool,
 }
 
 /// What one event says about its visitor, normalised.
@@ -268,6 +270,13 @@ impl VisitorProfile {
         self.apply_click_ids(observations, event_id, now_ms, policy, &mut supplied);
         self.apply_touch(observations, event_id, now_ms, retention_secs);
         supplied.extend(observations.utm.keys().map(|param| format!("utm.{param}")));
+        self.mark_applied(event_id, now_ms);
+        self.refresh_expiry(now_secs + retention_secs);
+        supplied
+    }
+
+    /// Records that the event was applied, without keeping anything it carried.
+    pub fn mark_applied(&mut self, event_id: &str, now_ms: i64) {
         if !self.has_applied(event_id) {
             self.recent_event_ids.push(event_id.to_owned());
             let excess = self
@@ -278,8 +287,6 @@ impl VisitorProfile {
             self.event_count += 1;
         }
         self.updated_ms = self.updated_ms.max(now_ms);
-        self.refresh_expiry(now_secs + retention_secs);
-        supplied
     }
 
     fn apply_click_ids(
@@ -299,7 +306,9 @@ impl VisitorProfile {
             } else {
                 (raw.clone(), now_ms)
             };
-            let expires_at = first_seen_ms.div_euclid(1000) + kind.window_days * DAY_SECS;
+            // A click id lives its platform's window, but never past the retention.
+            let expires_at = (first_seen_ms.div_euclid(1000) + kind.window_days * DAY_SECS)
+                .min(now_ms.div_euclid(1000) + policy.retention_days * DAY_SECS);
             store_click_id(
                 &mut self.click_ids,
                 key,
@@ -320,7 +329,9 @@ impl VisitorProfile {
                 continue;
             }
             let first_seen_ms = created_ms.unwrap_or(now_ms).min(now_ms);
-            let expires_at = first_seen_ms.div_euclid(1000) + kind.window_days * DAY_SECS;
+            // A click id lives its platform's window, but never past the retention.
+            let expires_at = (first_seen_ms.div_euclid(1000) + kind.window_days * DAY_SECS)
+                .min(now_ms.div_euclid(1000) + policy.retention_days * DAY_SECS);
             if expires_at <= now_ms.div_euclid(1000) {
                 continue;
             }
@@ -461,6 +472,7 @@ fn store_click_id(
     match click_ids.get_mut(key) {
         Some(stored) if stored.value == value => {
             stored.last_seen_ms = stored.last_seen_ms.max(now_ms);
+            stored.expires_at = stored.expires_at.max(expires_at);
         }
         _ => {
             click_ids.insert(
