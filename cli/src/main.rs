@@ -31,7 +31,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    revisit::logging::init();
+    revisit::logging::init()?;
     match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Replay(args) => replay::run(args).await.map(|()| ExitCode::SUCCESS),

@@ -119,11 +119,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    // The data directory holds the secret, visitors' emails in the outbox and the store.
+    restrict_permissions(&args.data_dir, 0o700)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let secret = local_secret(&args.data_dir)?;
+    // A set REVISIT_SECRET wins; only without it is the data directory's secret used.
+    let secret = match std::env::var("REVISIT_SECRET") {
+        Ok(_) => String::new(),
+        Err(_) => local_secret(&args.data_dir)?,
+    };
     let config = Config::from_lookup(|name| local_default(name, addr, &secret))?;
     let store = EmbeddedStore::open(&args.data_dir.join("revisit.redb"))
         .context("opening the embedded store")?;
@@ -165,7 +171,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
                 .with_state(clock),
         );
     }
-    let routes = routes.layer(middleware::from_fn(socket_address));
+    let routes = routes
+        .layer(middleware::from_fn(request_timeout))
+        .layer(middleware::from_fn(socket_address));
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(
@@ -217,25 +225,50 @@ fn local_default(name: &str, addr: SocketAddr, secret: &str) -> Option<String> {
 fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {
-        return Ok(secret.trim().to_owned());
+        let secret = secret.trim().to_owned();
+        if secret.len() < revisit_shared::config::MIN_SECRET_LEN {
+            anyhow::bail!(
+                "{} holds {} bytes; a secret needs at least {}. Delete the file to generate a new one (every visitor then starts afresh) or set REVISIT_SECRET",
+                path.display(),
+                secret.len(),
+                revisit_shared::config::MIN_SECRET_LEN
+            );
+        }
+        return Ok(secret);
     }
     let bytes: [u8; 32] = rand::random();
     let secret: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    restrict_permissions(&path)?;
+    restrict_permissions(&path, 0o600)?;
     Ok(secret)
 }
 
 #[cfg(unix)]
-fn restrict_permissions(path: &Path) -> anyhow::Result<()> {
+fn restrict_permissions(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("restricting access to {}", path.display()))
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) -> anyhow::Result<()> {
+fn restrict_permissions(_path: &Path, _mode: u32) -> anyhow::Result<()> {
     Ok(())
+}
+
+/// Time a request, its body included, may take before it is answered with 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ends requests that take longer than `REQUEST_TIMEOUT`, such as a client that stops sending
+/// its body half-way.
+async fn request_timeout(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = Response::new(axum::body::Body::from("request timed out"));
+            *response.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+            response
+        }
+    }
 }
 
 async fn socket_address(mut request: Request, next: Next) -> Response {
@@ -286,16 +319,32 @@ struct ClockChange {
     advance_seconds: i64,
 }
 
+/// Largest move of the development clock: ten years.
+const MAX_CLOCK_ADVANCE_SECS: i64 = 10 * 365 * 86_400;
+
 async fn advance_clock(
     State(clock): State<Arc<SystemClock>>,
     Json(change): Json<ClockChange>,
-) -> Json<serde_json::Value> {
+) -> (http::StatusCode, Json<serde_json::Value>) {
+    if !(0..=MAX_CLOCK_ADVANCE_SECS).contains(&change.advance_seconds) {
+        let message = format!(
+            "advance_seconds must be from 0 to {MAX_CLOCK_ADVANCE_SECS}; the clock only moves forward"
+        );
+        return (
+            http::StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": message})),
+        );
+    }
     clock.advance(chrono::Duration::seconds(change.advance_seconds));
     tracing::info!(
         advance_seconds = change.advance_seconds,
         "server clock moved forward"
     );
-    Json(serde_json::json!({"offset_seconds": clock.offset().num_seconds()}))
+    let offset = clock.offset().num_seconds();
+    (
+        http::StatusCode::OK,
+        Json(serde_json::json!({"offset_seconds": offset})),
+    )
 }
 
 async fn shutdown_signal() {

@@ -81,18 +81,17 @@ impl Config {
                 )
             })?
             .to_ascii_lowercase();
-        if site_host.contains('/')
-            || site_host.contains(':') && site_host.parse::<std::net::IpAddr>().is_err()
-        {
-            return Err(ConfigError::new(
-                "REVISIT_SITE_HOST",
-                format!("{site_host:?} must be a host name without scheme, port or path"),
-            ));
-        }
+        check_site_host(&site_host)?;
         let allowed_origins = match get("REVISIT_ALLOWED_ORIGINS") {
             Some(list) => parse_origins(&list)?,
             None => vec![format!("https://{site_host}")],
         };
+        if allowed_origins.is_empty() {
+            return Err(ConfigError::new(
+                "REVISIT_ALLOWED_ORIGINS",
+                "lists no origin; give at least one, such as https://www.shop.example",
+            ));
+        }
         let secret = get("REVISIT_SECRET").ok_or_else(|| {
             ConfigError::new(
                 "REVISIT_SECRET",
@@ -112,10 +111,17 @@ impl Config {
         let valid_name = cookie_name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
+        if !valid_name || cookie_name.len() > MAX_COOKIE_NAME_LEN {
             return Err(ConfigError::new(
                 "REVISIT_COOKIE_NAME",
-                "may contain only letters, digits, _ and -",
+                format!("may contain only letters, digits, _ and -, at most {MAX_COOKIE_NAME_LEN}"),
+            ));
+        }
+        // Browsers drop a `__Host-` cookie that carries a Domain, which a site cookie needs.
+        if cookie_name.starts_with("__Host-") && cookie::cookie_domain(&site_host).is_some() {
+            return Err(ConfigError::new(
+                "REVISIT_COOKIE_NAME",
+                "a __Host- cookie cannot carry the Domain attribute that this site needs",
             ));
         }
         let default_region = get("REVISIT_DEFAULT_REGION").unwrap_or_else(|| "US".into());
@@ -145,12 +151,10 @@ impl Config {
             secret: Secret::new(secret),
             retention_days: number(&get, "REVISIT_RETENTION_DAYS", 365, 1, 3650)?,
             default_region,
-            internal_domains: get("REVISIT_INTERNAL_DOMAINS")
-                .unwrap_or_else(|| "shopify.com,myshopify.com,shop.app".into())
-                .split(',')
-                .map(|domain| domain.trim().to_ascii_lowercase())
-                .filter(|domain| !domain.is_empty())
-                .collect(),
+            internal_domains: parse_domains(
+                &get("REVISIT_INTERNAL_DOMAINS")
+                    .unwrap_or_else(|| "shopify.com,myshopify.com,shop.app".into()),
+            )?,
             consent_default,
             trusted_proxy_hops: number(&get, "REVISIT_TRUSTED_PROXY_HOPS", 0, 0, 10)? as usize,
             destinations_file: get("REVISIT_DESTINATIONS_FILE").map(PathBuf::from),
@@ -211,6 +215,66 @@ impl Config {
     }
 }
 
+/// Longest accepted visitor cookie name.
+const MAX_COOKIE_NAME_LEN: usize = 64;
+
+/// Checks that the site host is an IP address or a DNS name that is not itself a public
+/// suffix (a cookie for `co.uk` would be refused by every browser).
+fn check_site_host(host: &str) -> Result<(), ConfigError> {
+    let invalid = |problem: &str| {
+        Err(ConfigError::new(
+            "REVISIT_SITE_HOST",
+            format!("{host:?} {problem}"),
+        ))
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if !is_dns_name(host) {
+        return invalid(
+            "must be a host name such as www.shop.example, without scheme, port or path",
+        );
+    }
+    let is_suffix = psl::suffix(host.as_bytes())
+        .is_some_and(|suffix| suffix.is_known() && suffix.as_bytes() == host.as_bytes());
+    if is_suffix {
+        return invalid("is a public suffix; give the storefront's own host");
+    }
+    Ok(())
+}
+
+/// Whether `name` is a DNS name: dot-separated labels of letters, digits and inner hyphens.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn parse_domains(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(|domain| domain.trim().to_ascii_lowercase())
+        .filter(|domain| !domain.is_empty())
+        .map(|domain| {
+            if is_dns_name(&domain) {
+                Ok(domain)
+            } else {
+                Err(ConfigError::new(
+                    "REVISIT_INTERNAL_DOMAINS",
+                    format!("{domain:?} is not a domain name such as shopify.com"),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn parse_origins(list: &str) -> Result<Vec<String>, ConfigError> {
     list.split(',')
         .map(str::trim)
@@ -252,4 +316,81 @@ fn number(
         ));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(settings: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut values = std::collections::BTreeMap::from([
+            ("REVISIT_SITE_HOST", "www.shop.example"),
+            ("REVISIT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        values.extend(settings.iter().copied());
+        Config::from_lookup(|name| values.get(name).map(|value| (*value).to_owned()))
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = config_with(&[]).expect("valid");
+
+        assert_eq!(config.allowed_origins, ["https://www.shop.example"]);
+        assert_eq!(config.cookie_name, "rv_uid");
+        assert_eq!(config.retention_days, 365);
+        assert_eq!(config.default_region, "US");
+        assert!(config.consent_default);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("REVISIT_SITE_HOST", "www shop example"),
+            ("REVISIT_SITE_HOST", "a..b"),
+            ("REVISIT_SITE_HOST", "co.uk"),
+            ("REVISIT_SITE_HOST", "com"),
+            ("REVISIT_SITE_HOST", "https://www.shop.example/"),
+            ("REVISIT_ALLOWED_ORIGINS", ","),
+            ("REVISIT_ALLOWED_ORIGINS", "www.shop.example"),
+            ("REVISIT_SECRET", "short"),
+            ("REVISIT_COOKIE_NAME", "rv uid"),
+            ("REVISIT_COOKIE_NAME", "__Host-rv"),
+            ("REVISIT_RETENTION_DAYS", "0"),
+            ("REVISIT_RETENTION_DAYS", "a year"),
+            ("REVISIT_DEFAULT_REGION", "United States"),
+            ("REVISIT_INTERNAL_DOMAINS", "https://shop.app/"),
+            ("REVISIT_CONSENT_DEFAULT", "yes"),
+            ("REVISIT_TRUSTED_PROXY_HOPS", "-1"),
+            ("REVISIT_HTTP_TIMEOUT_MS", "10"),
+        ];
+
+        for (setting, value) in cases {
+            let error = config_with(&[(setting, value)]).expect_err(value);
+
+            assert_eq!(error.setting, setting, "{value:?}");
+        }
+        let long_name = "x".repeat(65);
+        let error = config_with(&[("REVISIT_COOKIE_NAME", &long_name)]).expect_err("too long");
+        assert_eq!(error.setting, "REVISIT_COOKIE_NAME");
+    }
+
+    #[test]
+    fn platform_and_ip_hosts_are_valid() {
+        for host in [
+            "store-a.myshopify.com",
+            "127.0.0.1",
+            "localhost",
+            "shop.co.uk",
+        ] {
+            assert!(
+                config_with(&[("REVISIT_SITE_HOST", host)]).is_ok(),
+                "{host}"
+            );
+        }
+        let host_only = config_with(&[
+            ("REVISIT_SITE_HOST", "127.0.0.1"),
+            ("REVISIT_COOKIE_NAME", "__Host-rv"),
+        ]);
+        assert!(host_only.is_ok());
+    }
 }

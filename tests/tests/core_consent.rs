@@ -7,7 +7,11 @@ use serde_json::json;
 
 #[tokio::test]
 async fn denied_event_is_not_remembered() {
-    let harness = Harness::start(DateTime::from_timestamp(1_700_000_000, 0).expect("time"), &[]).await;
+    let harness = Harness::start(
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        &[],
+    )
+    .await;
     let json = ("content-type", "application/json");
     let denied = json!({
         "event": "dl_subscribe", "event_id": "d-1", "lead_type": "email",
@@ -20,7 +24,9 @@ async fn denied_event_is_not_remembered() {
     harness.advance(Duration::minutes(5));
     let later = json!({"event": "dl_add_to_cart", "event_id": "d-2", "context": {"page_url": "https://www.shop.example/cart"}});
 
-    harness.post(&later.to_string(), &[json, ("cookie", &cookie)]).await;
+    harness
+        .post(&later.to_string(), &[json, ("cookie", &cookie)])
+        .await;
     let outcomes = harness.drain().await;
 
     let enriched = &outcomes[0].enriched[0];
@@ -40,7 +46,11 @@ async fn denied_event_is_not_remembered() {
 
 #[tokio::test]
 async fn granted_event_after_denied_is_remembered() {
-    let harness = Harness::start(DateTime::from_timestamp(1_700_000_000, 0).expect("time"), &[]).await;
+    let harness = Harness::start(
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        &[],
+    )
+    .await;
     let json = ("content-type", "application/json");
     let granted = json!({
         "event": "dl_subscribe", "event_id": "g-1", "lead_type": "email",
@@ -51,7 +61,9 @@ async fn granted_event_after_denied_is_remembered() {
     let cookie = first.visitor_cookie();
     let later = json!({"event": "dl_add_to_cart", "event_id": "g-2", "context": {"page_url": "https://www.shop.example/cart"}});
 
-    harness.post(&later.to_string(), &[json, ("cookie", &cookie)]).await;
+    harness
+        .post(&later.to_string(), &[json, ("cookie", &cookie)])
+        .await;
     let outcomes = harness.drain().await;
 
     assert_eq!(outcomes[0].enriched[1].email(), Some("granted@example.com"));
@@ -59,7 +71,11 @@ async fn granted_event_after_denied_is_remembered() {
 
 #[tokio::test]
 async fn repeated_event_id_in_batch_is_sent_once() {
-    let harness = Harness::start(DateTime::from_timestamp(1_700_000_000, 0).expect("time"), &[]).await;
+    let harness = Harness::start(
+        DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        &[],
+    )
+    .await;
     let purchase = json!({
         "event": "dl_purchase", "event_id": "order-77",
         "user_properties": {"customer_email": "twice@example.com"},
@@ -67,14 +83,29 @@ async fn repeated_event_id_in_batch_is_sent_once() {
     });
     let body = json!([purchase, purchase, purchase]);
 
-    let answer = harness.post(&body.to_string(), &[("content-type", "application/json")]).await;
+    let answer = harness
+        .post(&body.to_string(), &[("content-type", "application/json")])
+        .await;
     let outcomes = harness.drain().await;
 
     assert_eq!(answer.body["accepted"], 3);
-    let klaviyo_sends = harness.klaviyo.requests().iter().filter(|r| String::from_utf8_lossy(&r.body).contains("order-77")).count();
+    let klaviyo_sends = harness
+        .klaviyo
+        .requests()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("order-77"))
+        .count();
     assert_eq!(klaviyo_sends, 1);
-    let meta_events: usize = harness.meta.requests().iter().map(|r| r.json()["data"].as_array().map_or(0, Vec::len)).sum();
+    let meta_events: usize = harness
+        .meta
+        .requests()
+        .iter()
+        .map(|r| r.json()["data"].as_array().map_or(0, Vec::len))
+        .sum();
     assert_eq!(meta_events, 1);
-    let duplicates = outcomes[0].delivery.counts.get(&("meta".to_owned(), revisit_shared::ports::Outcome::Duplicate));
+    let duplicates = outcomes[0]
+        .delivery
+        .counts
+        .get(&("meta".to_owned(), revisit_shared::ports::Outcome::Duplicate));
     assert_eq!(duplicates, Some(&2));
 }

@@ -431,10 +431,20 @@ async fn click_ids_never_outlive_retention() {
     harness.drain().await;
 
     harness.advance(Duration::hours(20));
-    post_with(&harness, &event("dl_view_item", "v-1", "https://www.shop.example/p", None), Some(&cookie)).await;
+    post_with(
+        &harness,
+        &event("dl_view_item", "v-1", "https://www.shop.example/p", None),
+        Some(&cookie),
+    )
+    .await;
     let within = harness.drain().await;
     harness.advance(Duration::days(8));
-    post_with(&harness, &event("dl_view_cart", "c-8", "https://www.shop.example/cart", None), Some(&cookie)).await;
+    post_with(
+        &harness,
+        &event("dl_view_cart", "c-8", "https://www.shop.example/cart", None),
+        Some(&cookie),
+    )
+    .await;
     let after = harness.drain().await;
 
     assert!(within[0].enriched[0].click_id("fbc").is_some());

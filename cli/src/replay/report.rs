@@ -179,6 +179,12 @@ impl Report {
         }
         if !self.invalid_lines.is_empty() {
             let _ = writeln!(text, "\ninvalid lines: {}", self.invalid_lines.len());
+            for invalid in self.invalid_lines.iter().take(5) {
+                let _ = writeln!(text, "  line {}: {}", invalid.line, invalid.error);
+            }
+        }
+        for (reason, count) in &self.rejections {
+            let _ = writeln!(text, "rejected {count}: {reason}");
         }
         let _ = write!(text, "\nelapsed {:.2} s", self.elapsed_ms as f64 / 1000.0);
         text

@@ -25,6 +25,15 @@ impl CorsPolicy {
         }
     }
 
+    /// The allowed origin that `origin` matches, as configured.
+    fn configured(&self, origin: &str) -> Option<&str> {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        self.origins
+            .iter()
+            .find(|allowed| **allowed == origin)
+            .map(String::as_str)
+    }
+
     pub fn allows(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
         self.origins.contains(&origin)
@@ -33,7 +42,8 @@ impl CorsPolicy {
     /// Adds the headers of an actual (non-preflight) response.
     pub fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
-        let Some(origin) = origin.filter(|origin| self.allows(origin)) else {
+        // Echo the configured spelling, which is what a browser sends for that origin.
+        let Some(origin) = origin.and_then(|origin| self.configured(origin)) else {
             return;
         };
         if let Ok(value) = HeaderValue::from_str(origin) {

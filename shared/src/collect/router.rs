@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use super::cors::OPAQUE_ORIGIN;
-use super::{CollectRequest, Collector, MAX_BODY_BYTES};
+use super::{CollectRequest, CollectResponse, Collector, MAX_BODY_BYTES};
 use crate::event::EventSource;
 
 /// The client address as the server socket saw it, set by the hosting adapter as a request
@@ -69,6 +69,13 @@ async fn handle(collector: &Collector, request: Request, source: EventSource) ->
         );
     }
     let cookies = cookie_header(&parts.headers);
+    let declared_length = header_text(&parts.headers, header::CONTENT_LENGTH)
+        .and_then(|length| length.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        // Answer at once instead of waiting for a body that will be refused.
+        let answer = collector.too_large(cookies.as_deref());
+        return finish(answer, apply_cors);
+    }
     let answer = match to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => {
             let socket_ip = parts.extensions.get::<ClientIp>().map(|ip| ip.0);
@@ -88,6 +95,11 @@ async fn handle(collector: &Collector, request: Request, source: EventSource) ->
         // A limited read fails only when the body passes the limit (or the client hangs up).
         Err(_) => collector.too_large(cookies.as_deref()),
     };
+    finish(answer, apply_cors)
+}
+
+/// Turns the collector's answer into the HTTP response, with CORS and `Set-Cookie` headers.
+fn finish(answer: CollectResponse, apply_cors: impl Fn(&mut HeaderMap)) -> Response {
     let mut headers = HeaderMap::new();
     apply_cors(&mut headers);
     for set_cookie in &answer.set_cookies {

@@ -74,9 +74,16 @@ impl DestinationsConfig {
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|error| {
+            // The line tells which setting is wrong, since the message alone does not name it.
+            let line = error
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let place = line
+                .map(|line| format!(" at line {line}"))
+                .unwrap_or_default();
             ConfigError::new(
                 "REVISIT_DESTINATIONS_FILE",
-                format!("invalid TOML: {}", error.message()),
+                format!("invalid TOML{place}: {}", error.message()),
             )
         })
     }

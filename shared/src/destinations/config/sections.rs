@@ -46,9 +46,11 @@ impl KlaviyoSection {
             .revision
             .clone()
             .unwrap_or_else(|| klaviyo::REVISION.into());
-        let valid_revision = revision.len() >= 10
-            && chrono::NaiveDate::parse_from_str(&revision[..10], "%Y-%m-%d").is_ok()
-            && (revision.len() == 10 || revision[10..].starts_with('.'));
+        let (date, suffix) = revision
+            .split_at_checked(10)
+            .unwrap_or((revision.as_str(), "x"));
+        let valid_revision = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
+            && (suffix.is_empty() || suffix.starts_with('.'));
         if !valid_revision {
             return Err(ConfigError::new(
                 "klaviyo.revision",
@@ -499,10 +501,16 @@ fn digits(
     let Some(id) = non_empty(setting, value)? else {
         return Ok(None);
     };
-    if id.len() > max_len || !id.bytes().all(|b| b.is_ascii_digit()) {
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ConfigError::new(
             setting,
-            format!("{id:?} must be at most {max_len} digits"),
+            format!("{id:?} must contain digits only"),
+        ));
+    }
+    if id.len() > max_len {
+        return Err(ConfigError::new(
+            setting,
+            format!("{id:?} has {} digits; the maximum is {max_len}", id.len()),
         ));
     }
     Ok(Some(id))
