@@ -158,7 +158,8 @@ pub fn build_with_queue(
         Arc::clone(&clock),
         config.profile_policy(),
         config.index_key(),
-    );
+    )
+    .with_counter_flush(config.counter_flush);
     let collector = Collector::new(
         config.collector_settings(),
         collector_queue,

@@ -95,6 +95,7 @@ impl Server {
             );
             self.consumer.abort();
         }
+        self.app.worker.flush_counters().await;
         let spooled = self
             .app
             .queue

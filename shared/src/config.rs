@@ -58,6 +58,8 @@ pub struct Config {
     pub http_timeout: Duration,
     /// `REVISIT_DELIVERY_BUDGET_MS`: time one request may spend in retries.
     pub delivery_budget: Duration,
+    /// `REVISIT_COUNTER_FLUSH_SECS`: longest time daily counts wait before they are written.
+    pub counter_flush: Duration,
 }
 
 impl Config {
@@ -164,6 +166,13 @@ impl Config {
                 5000,
                 100,
                 60_000,
+            )? as u64),
+            counter_flush: Duration::from_secs(number(
+                &get,
+                "REVISIT_COUNTER_FLUSH_SECS",
+                0,
+                0,
+                3600,
             )? as u64),
             delivery_budget: Duration::from_millis(number(
                 &get,

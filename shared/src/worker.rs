@@ -70,6 +70,17 @@ pub struct Worker {
     policy: ProfilePolicy,
     /// Key of the HMAC that turns emails and phones into index keys.
     index_key: Vec<u8>,
+    /// Longest time daily counts wait in memory before they are written; zero writes them
+    /// after every batch.
+    counter_flush: std::time::Duration,
+    counters_pending: Arc<std::sync::Mutex<CounterBuffer>>,
+}
+
+/// Daily counts not yet written, by day, destination and outcome.
+#[derive(Debug, Default)]
+struct CounterBuffer {
+    counts: BTreeMap<(NaiveDate, String, Outcome), u64>,
+    flushed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Worker {
@@ -86,7 +97,17 @@ impl Worker {
             clock,
             policy,
             index_key,
+            counter_flush: std::time::Duration::ZERO,
+            counters_pending: Arc::default(),
         }
+    }
+
+    /// Buffers daily counts for up to `interval` and writes them in one update, so that a
+    /// quiet store, whose batches hold one event each, does not pay a counter write per event.
+    /// Buffered counts are lost if the process dies without `flush_counters`.
+    pub fn with_counter_flush(mut self, interval: std::time::Duration) -> Self {
+        self.counter_flush = interval;
+        self
     }
 
     pub fn deliverer(&self) -> &Deliverer {
@@ -346,25 +367,62 @@ impl Worker {
         }
     }
 
+    /// Adds the batch's outcomes to the buffered counts and writes them when due.
     async fn count(&self, delivery: &DeliveryReport) {
         let day: NaiveDate = self.clock.now().date_naive();
-        let counts: Vec<DailyCount> = delivery
-            .counts
-            .iter()
-            .filter(|(_, count)| **count > 0)
-            .map(|((destination, outcome), count)| DailyCount {
-                day,
-                destination: destination.clone(),
-                outcome: *outcome,
-                count: *count,
-            })
-            .collect();
+        let due = {
+            let mut buffer = self.counter_buffer();
+            for ((destination, outcome), count) in &delivery.counts {
+                if *count > 0 {
+                    *buffer
+                        .counts
+                        .entry((day, destination.clone(), *outcome))
+                        .or_default() += count;
+                }
+            }
+            let since_flush = self.clock.now() - *buffer.flushed_at.get_or_insert(self.clock.now());
+            since_flush.to_std().unwrap_or_default() >= self.counter_flush
+        };
+        if due {
+            self.flush_counters().await;
+        }
+    }
+
+    /// Writes the buffered daily counts; on failure they stay buffered for the next flush.
+    /// Call it before the process ends (local stop, Lambda's shutdown signal).
+    pub async fn flush_counters(&self) {
+        let counts: Vec<DailyCount> = {
+            let mut buffer = self.counter_buffer();
+            buffer.flushed_at = Some(self.clock.now());
+            std::mem::take(&mut buffer.counts)
+                .into_iter()
+                .map(|((day, destination, outcome), count)| DailyCount {
+                    day,
+                    destination,
+                    outcome,
+                    count,
+                })
+                .collect()
+        };
         if counts.is_empty() {
             return;
         }
         if let Err(error) = self.stores.counters.add(&counts).await {
-            tracing::warn!(error = %error, "updating daily counters failed; dashboards will undercount");
+            tracing::warn!(error = %error, counts = counts.len(), "updating daily counters failed; keeping them for the next flush");
+            let mut buffer = self.counter_buffer();
+            for count in counts {
+                *buffer
+                    .counts
+                    .entry((count.day, count.destination, count.outcome))
+                    .or_default() += count.count;
+            }
         }
+    }
+
+    fn counter_buffer(&self) -> std::sync::MutexGuard<'_, CounterBuffer> {
+        self.counters_pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -68,6 +68,9 @@ struct VisitLine {
     event: Value,
 }
 
+/// Default of the template's `CounterFlushSeconds` parameter.
+const COUNTER_FLUSH_SECS: u64 = 300;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -118,13 +121,16 @@ async fn main() -> anyhow::Result<()> {
         counters: store,
     };
     let deliverer = Deliverer::new(destinations, RetryPolicy::default(), true, clock.clone());
+    // As deployed: daily counts wait up to the template's CounterFlushSeconds (300 s of the
+    // log's clock) before one write.
     let worker = Worker::new(
         stores,
         deliverer,
         clock.clone(),
         config.profile_policy(),
         config.index_key(),
-    );
+    )
+    .with_counter_flush(std::time::Duration::from_secs(COUNTER_FLUSH_SECS));
     let mut poller = SqsPoller::new(moto.counted_sqs(&poller_counter), &queue_url);
     poller.wait_seconds = 0;
 
@@ -180,6 +186,8 @@ async fn main() -> anyhow::Result<()> {
         batches += 1;
         failed += report.failed as u64;
     }
+    // The shutdown signal of the last environment writes what is still buffered.
+    worker.flush_counters().await;
 
     let sizes = profile_sizes(&moto.dynamodb(), &tables.profiles).await?;
     let report = summary(

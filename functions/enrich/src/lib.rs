@@ -116,13 +116,10 @@ pub async fn build(
     };
     let deliverer = Deliverer::new(routes, retry, config.consent_default, clock.clone());
     let policy = config.profile_policy();
-    Ok(Worker::new(
-        stores,
-        deliverer,
-        clock,
-        policy,
-        config.index_key(),
-    ))
+    Ok(
+        Worker::new(stores, deliverer, clock, policy, config.index_key())
+            .with_counter_flush(config.counter_flush),
+    )
 }
 
 /// Processes one SQS event and returns the messages to redeliver: each failed message and
