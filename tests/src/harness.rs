@@ -137,13 +137,16 @@ impl Harness {
             index: store.clone(),
             counters: store.clone(),
         };
-        let worker = Arc::new(Worker::new(
-            stores,
-            deliverer,
-            clock.clone(),
-            config.profile_policy(),
-            config.index_key(),
-        ));
+        let worker = Arc::new(
+            Worker::new(
+                stores,
+                deliverer,
+                clock.clone(),
+                config.profile_policy(),
+                config.index_key(),
+            )
+            .with_counter_flush(config.counter_flush),
+        );
         let collector = Arc::new(Collector::new(
             config.collector_settings(),
             queue.clone(),

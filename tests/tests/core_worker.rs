@@ -73,3 +73,42 @@ async fn failure_holds_back_same_visitor_only() {
         "Meta accepted the batch once; the redelivery skips it"
     );
 }
+
+#[tokio::test]
+async fn daily_counters_wait_for_flush_interval() {
+    use revisit_shared::ports::{DailyCounters, Outcome};
+
+    let start = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    let harness = Harness::start(start, &[("REVISIT_COUNTER_FLUSH_SECS", "300")]).await;
+    let json = ("content-type", "application/json");
+    let day = start.date_naive();
+    let meta_sent = |counts: &[revisit_shared::ports::DailyCount]| {
+        counts
+            .iter()
+            .filter(|count| count.outcome == Outcome::Sent)
+            .map(|count| count.count)
+            .sum::<u64>()
+    };
+
+    harness
+        .post(&add_to_cart("f-1", "f@example.com").to_string(), &[json])
+        .await;
+    harness.drain().await;
+    let before_interval = harness.store.range("meta", day, day).await.expect("range");
+    harness.advance(chrono::Duration::seconds(301));
+    harness
+        .post(&add_to_cart("f-2", "f@example.com").to_string(), &[json])
+        .await;
+    harness.drain().await;
+    let after_interval = harness.store.range("meta", day, day).await.expect("range");
+    harness
+        .post(&add_to_cart("f-3", "f@example.com").to_string(), &[json])
+        .await;
+    harness.drain().await;
+    harness.worker.flush_counters().await;
+    let after_flush = harness.store.range("meta", day, day).await.expect("range");
+
+    assert_eq!(meta_sent(&before_interval), 0);
+    assert_eq!(meta_sent(&after_interval), 2);
+    assert_eq!(meta_sent(&after_flush), 3);
+}
