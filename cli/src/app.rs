@@ -22,7 +22,7 @@ use revisit_shared::ports::{
 };
 use revisit_shared::worker::{Worker, WorkerStores};
 
-/// Which store backs local mode.
+/// The store behind local mode.
 #[derive(Debug, Clone)]
 pub enum LocalStore {
     /// The embedded database file under the data directory: survives restarts.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use revisit_shared::ports::Outcome;
 use revisit_shared::worker::BatchOutcome;
 
-/// What happened at one destination.
+/// Outcome counts at one destination.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DestinationReport {
     /// `live` when requests went to the platform, `outbox` when they were only written.

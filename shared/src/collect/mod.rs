@@ -50,7 +50,7 @@ pub struct CollectRequest {
     pub client_ip: Option<String>,
 }
 
-/// The collector's answer before it becomes an HTTP response.
+/// The collector's response before it becomes an HTTP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollectResponse {
     pub status: u16,
@@ -87,7 +87,8 @@ impl Collector {
         &self.settings
     }
 
-    /// The answer to a body larger than `MAX_BODY_BYTES`, read no further than the limit.
+    /// Builds the response to a body larger than `MAX_BODY_BYTES`, read no further than the
+    /// limit.
     pub fn too_large(&self, cookie_header: Option<&str>) -> CollectResponse {
         let visitor_id = self
             .settings

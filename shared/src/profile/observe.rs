@@ -1,4 +1,5 @@
-//! Reading what an event says about its visitor, and applying it to the visitor's profile.
+//! Observations: the visitor facts an event carries, normalised, and how they update the
+//! visitor's profile.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,12 +27,12 @@ pub struct ProfilePolicy {
     pub consent_default: bool,
 }
 
-/// What one event says about its visitor, normalised.
+/// The visitor facts one event carries, normalised.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observations {
     /// Identity values by `keys::*`, from the payload and the platform cookies.
     pub identity: BTreeMap<String, String>,
-    /// Click ids from the page URL by stored key; `fbc` holds the raw fbclid.
+    /// Click ids from the page URL by stored key; under `fbc` is the raw fbclid.
     pub url_click_ids: BTreeMap<String, String>,
     /// Click ids from cookies by stored key, with the creation time in milliseconds if known.
     pub cookie_click_ids: BTreeMap<String, (String, Option<i64>)>,
@@ -41,7 +42,7 @@ pub struct Observations {
     pub page_url: Option<String>,
 }
 
-/// Normalises what `event` says about its visitor.
+/// Normalises the visitor facts that `event` carries.
 pub fn observe_event(event: &CollectedEvent, policy: &ProfilePolicy) -> Observations {
     let mut observations = Observations {
         page_url: event.page.url.clone(),
@@ -353,7 +354,7 @@ impl VisitorProfile {
         }
     }
 
-    /// The `fbc` for a fbclid in the URL: the remembered value or cookie when it holds the same
+    /// The `fbc` for a fbclid in the URL: the remembered value or cookie when it carries the same
     /// fbclid (so the creation time of the first click is kept), else a new one built now.
     fn fbc_for_click(
         &self,
