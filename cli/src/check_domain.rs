@@ -235,6 +235,22 @@ fn site_of(host: &str) -> String {
     registrable_domain(host).unwrap_or_else(|| host.to_owned())
 }
 
+/// Rejects an empty host and a URL whose scheme is not https: the visitor cookie is `Secure`,
+/// so a browser keeps it only from an https response.
+fn check_input(role: &str, input: &str) -> anyhow::Result<()> {
+    if input.trim().is_empty() {
+        anyhow::bail!("the {role} host is empty; give a host such as www.shop.example");
+    }
+    if let Some((scheme, _)) = input.trim().split_once("://")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        anyhow::bail!(
+            "the {role} URL uses {scheme}://; serve it over https, since browsers keep the Secure visitor cookie only from https responses"
+        );
+    }
+    Ok(())
+}
+
 /// Extracts the host of a host name or URL, lower case, without port or trailing dot.
 fn normalize_host(input: &str) -> String {
     let input = input.trim();
@@ -355,6 +371,8 @@ fn explain(storefront: &Resolved, collector: &Resolved, verdict: &Verdict) -> St
 /// Runs `revisit check-domain` and prints the report. The exit status is `CAPPED_EXIT_CODE`
 /// when Safari would cap the cookie.
 pub fn run(args: &CheckDomainArgs) -> anyhow::Result<ExitCode> {
+    check_input("storefront", &args.storefront)?;
+    check_input("collector", &args.collector)?;
     let side = |host: &str, cname: &Option<String>, addrs: &[IpAddr]| {
         if addrs.is_empty() && cname.is_none() {
             Resolved::resolve(host)

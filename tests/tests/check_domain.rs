@@ -247,3 +247,30 @@ fn command_line_exit_status() {
     assert_eq!(capped, ExitCode::from(check_domain::CAPPED_EXIT_CODE));
     assert_eq!(kept, ExitCode::SUCCESS);
 }
+
+#[test]
+fn command_line_rejects_http_and_empty_hosts() {
+    let run = |storefront: &str, collector: &str| {
+        let argv = [
+            "revisit",
+            storefront,
+            collector,
+            "--storefront-addr",
+            PAGE_ADDR,
+            "--collector-addr",
+            PAGE_ADDR,
+        ];
+        let command = Command::try_parse_from(argv).expect("valid arguments");
+        check_domain::run(&command.args)
+    };
+
+    let http = run("www.shop.example", "http://www.shop.example/t/collect").expect_err("http");
+    let ftp = run("www.shop.example", "ftp://t.shop.example").expect_err("ftp");
+    let empty = run("", "").expect_err("empty");
+    let https = run("www.shop.example", "https://www.shop.example/t/collect");
+
+    assert!(http.to_string().contains("https"), "{http}");
+    assert!(ftp.to_string().contains("ftp://"), "{ftp}");
+    assert!(empty.to_string().contains("empty"), "{empty}");
+    assert!(https.is_ok());
+}
