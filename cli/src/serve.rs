@@ -120,7 +120,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn start(args: ServeArgs) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
-    // The data directory holds the secret, visitors' emails in the outbox and the store.
+    // The data directory contains the secret, visitors' emails in the outbox and the store.
     restrict_permissions(&args.data_dir, 0o700)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -229,7 +229,7 @@ fn local_secret(data_dir: &Path) -> anyhow::Result<String> {
         let secret = secret.trim().to_owned();
         if secret.len() < revisit_shared::config::MIN_SECRET_LEN {
             anyhow::bail!(
-                "{} holds {} bytes; a secret needs at least {}. Delete the file to generate a new one (every visitor then starts afresh) or set REVISIT_SECRET",
+                "{} contains {} bytes, an invalid secret: it needs at least {}. Delete the file to generate a new one (every visitor then starts afresh) or set REVISIT_SECRET",
                 path.display(),
                 secret.len(),
                 revisit_shared::config::MIN_SECRET_LEN
@@ -256,7 +256,7 @@ fn restrict_permissions(_path: &Path, _mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Time a request, its body included, may take before it is answered with 408.
+/// Maximum time a request, its body included, may take before the response is 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Ends requests that take longer than `REQUEST_TIMEOUT`, such as a client that stops sending

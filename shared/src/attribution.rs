@@ -1,4 +1,4 @@
-//! Attribution: the click ids, UTM parameters and external referrer that say where a visit came
+//! Attribution: the click ids, UTM parameters and external referrer that show where a visit came
 //! from, read from the page URL the pixel reports.
 
 use std::collections::BTreeMap;
@@ -189,7 +189,7 @@ pub fn is_external_referrer(
 pub struct Touch {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub utm: BTreeMap<String, String>,
-    /// Click ids of the landing URL by stored key (`fbc` holds the built fbc value).
+    /// Click ids of the landing URL by stored key (the `fbc` entry is the built fbc value).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub click_ids: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

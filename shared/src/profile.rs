@@ -1,4 +1,4 @@
-//! What revisit remembers about one visitor: identity facts, click ids and marketing touches,
+//! The record revisit keeps about one visitor: identity facts, click ids and marketing touches,
 //! each with the times it was seen and the time it expires.
 
 mod observe;
@@ -77,7 +77,7 @@ pub struct VisitorProfile {
     pub expires_at: i64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identity: BTreeMap<String, Fact>,
-    /// Click ids by `ClickIdKind::key`; `fbc` holds the full Meta value.
+    /// Click ids by `ClickIdKind::key`; the `fbc` entry is the full Meta value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub click_ids: BTreeMap<String, Fact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,7 +50,7 @@ struct AppliedBatch {
     links: Vec<IndexLink>,
 }
 
-/// What processing a batch did.
+/// The result of processing a batch.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     /// Positions in the batch of the events to redeliver: a failed event and every later
@@ -70,7 +70,7 @@ pub struct Worker {
     policy: ProfilePolicy,
     /// Key of the HMAC that turns emails and phones into index keys.
     index_key: Vec<u8>,
-    /// Longest time daily counts wait in memory before they are written; zero writes them
+    /// Maximum time daily counts wait in memory before they are written; zero writes them
     /// after every batch.
     counter_flush: std::time::Duration,
     counters_pending: Arc<std::sync::Mutex<CounterBuffer>>,
@@ -338,8 +338,8 @@ impl Worker {
         })
     }
 
-    /// HMAC-SHA256 of a normalised identifier with the deployment's index key, in hex: the
-    /// index never holds an email or phone in clear.
+    /// Computes the HMAC-SHA256 of a normalised identifier with the deployment's index key, in
+    /// hex, so the index never contains an email or phone in clear.
     pub fn index_digest(&self, kind: IdentifierKind, value: &str) -> String {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.index_key).expect("HMAC accepts any key length");

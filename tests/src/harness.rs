@@ -33,7 +33,7 @@ pub const META_PIXEL: &str = "1234567890";
 /// User agent of the test browser.
 pub const SAFARI: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15";
 
-/// An answer of the collect router.
+/// A response of the collect router.
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,

@@ -1,5 +1,5 @@
-//! Test support: a loopback HTTP server that stands in for a destination API, records every
-//! request and answers with scripted responses; `aws` adds the helpers of the tests against
+//! Test support: a loopback HTTP server in place of a destination API, which records every
+//! request and replies with scripted responses; `aws` adds the helpers of the tests against
 //! moto.
 
 pub mod aws;
@@ -78,13 +78,13 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A scripted answer.
+/// A scripted response.
 #[derive(Debug, Clone)]
 pub struct Scripted {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    /// Wait before answering, to provoke client timeouts.
+    /// Wait before responding, to provoke client timeouts.
     pub delay: Duration,
 }
 
@@ -121,7 +121,7 @@ struct ServerState {
     fallback: Mutex<Option<Scripted>>,
 }
 
-/// A destination stand-in on 127.0.0.1. Answers 200 `{}` unless scripted otherwise.
+/// A destination stand-in on 127.0.0.1. Its response is 200 `{}` unless scripted otherwise.
 #[derive(Debug, Clone)]
 pub struct StandIn {
     addr: SocketAddr,

@@ -29,7 +29,7 @@ pub struct LocalQueue {
     max_receives: u32,
     retry_delay: Duration,
     dead_letter: Option<PathBuf>,
-    /// Most events waiting at once; beyond it `enqueue` fails so the collector answers 503.
+    /// Most events waiting at once; beyond it `enqueue` fails so the collector responds with 503.
     capacity: usize,
     stopping: AtomicBool,
 }

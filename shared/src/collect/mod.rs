@@ -23,7 +23,7 @@ pub use router::{ClientIp, router};
 
 /// Largest accepted body: browsers cap in-flight keepalive and beacon bodies at 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Most events accepted in one request; a 64 KiB body of real events holds about 100.
+/// Most events accepted in one request; a 64 KiB body of real events contains about 100.
 pub const MAX_EVENTS_PER_REQUEST: usize = 500;
 /// Rejections listed in a response; `rejected_count` gives the total.
 const MAX_LISTED_REJECTIONS: usize = 20;
@@ -106,7 +106,7 @@ impl Collector {
     }
 
     /// Handles one `POST /collect` of data-layer events. The visitor cookie is refreshed on
-    /// every answer.
+    /// every response.
     pub async fn collect(&self, request: CollectRequest) -> CollectResponse {
         self.intake(request, EventSource::DataLayer).await
     }

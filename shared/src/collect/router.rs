@@ -72,7 +72,7 @@ async fn handle(collector: &Collector, request: Request, source: EventSource) ->
     let declared_length = header_text(&parts.headers, header::CONTENT_LENGTH)
         .and_then(|length| length.trim().parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-        // Answer at once instead of waiting for a body that will be refused.
+        // Respond at once instead of waiting for a body that will be rejected.
         let answer = collector.too_large(cookies.as_deref());
         return finish(answer, apply_cors);
     }
@@ -98,7 +98,7 @@ async fn handle(collector: &Collector, request: Request, source: EventSource) ->
     finish(answer, apply_cors)
 }
 
-/// Turns the collector's answer into the HTTP response, with CORS and `Set-Cookie` headers.
+/// Turns the collector's response into the HTTP response, with CORS and `Set-Cookie` headers.
 fn finish(answer: CollectResponse, apply_cors: impl Fn(&mut HeaderMap)) -> Response {
     let mut headers = HeaderMap::new();
     apply_cors(&mut headers);

@@ -142,7 +142,7 @@ impl Deliverer {
     }
 
     /// Delivers `events` to every destination, the destinations concurrently.
-    /// `already_accepted(event_id, key)` tells which delivery records exist, so accepted
+    /// `already_accepted(event_id, key)` returns whether a delivery record exists, so accepted
     /// events and requests are not sent again.
     pub async fn deliver(
         &self,

@@ -74,7 +74,7 @@ impl DestinationsConfig {
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|error| {
-            // The line tells which setting is wrong, since the message alone does not name it.
+            // The line shows which setting is wrong, since the message alone does not name it.
             let line = error
                 .span()
                 .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);

@@ -44,7 +44,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where a credential goes in the request.
+/// The place of a credential in the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretPlacement {
     Header(String),
@@ -70,7 +70,7 @@ pub struct OutboundRequest {
     pub event_ids: Vec<String>,
 }
 
-/// What the outbox records for a request: all of it but the credentials' values.
+/// The outbox record of a request: all of it but the credentials' values.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordedRequest<'a> {
     pub destination: &'a str,
@@ -104,7 +104,7 @@ impl OutboundRequest {
     }
 }
 
-/// A destination's answer, reduced to what delivery decides on.
+/// A destination's response, reduced to what delivery decides on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransportResponse {
     pub status: u16,
@@ -112,14 +112,14 @@ pub struct TransportResponse {
     pub body: String,
 }
 
-/// How delivery should treat a response.
+/// The delivery decision for a response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Accepted,
     /// A 2xx from a platform that returns 2xx whatever the payload (GA4's `/mp/collect`), so
     /// the event is not sent again although the platform did not confirm it was recorded.
     Unverified,
-    /// A failure that may pass: try again, after `after` when the platform said so.
+    /// A failure that may pass: try again, after `after` when the platform requested a wait.
     Retry {
         after: Option<Duration>,
         reason: String,
@@ -149,7 +149,7 @@ pub struct EventFailure {
     pub retryable: bool,
 }
 
-/// Why a destination does not take an event at all.
+/// The reason a destination does not take an event at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
     /// The event lacks every identifier the platform needs.
@@ -178,7 +178,7 @@ pub trait Destination: Send + Sync + fmt::Debug {
         self.max_age()
     }
 
-    /// Whether the platform takes this event; `Err` says why not.
+    /// Checks whether the platform takes this event; `Err` gives the reason it does not.
     fn check(&self, event: &EnrichedEvent) -> Result<(), Skip>;
 
     /// Builds the requests for up to `max_batch` events, all of which passed `check`.
@@ -196,7 +196,7 @@ pub trait Destination: Send + Sync + fmt::Debug {
     }
 }
 
-/// The default status-code rule shared by destinations.
+/// Classifies a response by status code, the rule shared by destinations.
 pub fn classify_status(response: &TransportResponse) -> Verdict {
     match response.status {
         200..=299 => Verdict::Accepted,

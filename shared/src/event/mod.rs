@@ -201,7 +201,7 @@ pub struct ClientContext {
     pub user_agent: Option<String>,
 }
 
-/// Consent the shopper gave on the page, per purpose. `None` means the page did not say.
+/// Consent the shopper gave on the page, per purpose. `None` means the page did not state it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +219,7 @@ pub enum Purpose {
 }
 
 impl Consent {
-    /// Whether `purpose` is granted, using `default` where the page did not say.
+    /// Whether `purpose` is granted, using `default` where the page did not state it.
     pub fn allows(&self, purpose: Purpose, default: bool) -> bool {
         let stated = match purpose {
             Purpose::Analytics => self.analytics,

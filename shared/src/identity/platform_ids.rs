@@ -95,7 +95,7 @@ pub fn fbc_from_fbclid(fbclid: &str, seen_ms: i64, subdomain_index: usize) -> St
     format!("fb.{subdomain_index}.{seen_ms}.{fbclid}")
 }
 
-/// What Klaviyo's `__kla_id` cookie tells the server: base64 of a JSON object whose
+/// The contents of Klaviyo's `__kla_id` cookie: base64 of a JSON object whose
 /// `$exchange_id` is the `_kx` identifier and, once the visitor is known, `$email`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KlaviyoCookie {
